@@ -1,0 +1,951 @@
+#include "pipeline.h"
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api_response.h"
+#include "clock.h"
+#include "config.h"
+#include "http_submitter.h"
+#include "job.h"
+#include "log.h"
+#include "metrics.h"
+#include "outcome.h"
+#include "redis_client.h"
+#include "strbuf.h"
+#include "validator.h"
+
+#include "claim_lua.h"
+#include "publish_lua.h"
+
+#define API_PATH "/api/v2/data-app/datamarts"
+#define READ_BLOCK_MS 2000
+#define REDIS_CONNECT_TIMEOUT_MS 5000
+#define REDIS_COMMAND_TIMEOUT_MS 10000
+#define REDIS_BACKOFF_MIN_MS 50
+#define REDIS_BACKOFF_MAX_MS 1000
+#define RESPONSE_MAX_BYTES (1024 * 1024)
+#define MAX_ENTRY_FIELDS 64
+#define KEY_MAX 256
+/* "job_id=... tenant=... entry=...", the tenant escaped at up to 4 bytes per byte */
+#define WHO_MAX (JOB_ID_MAX + 4 * JOB_TENANT_MAX + JOB_ENTRY_ID_MAX + 32)
+#define LAG_POLL_TICKS 5
+/* envelope (7 script args + 5 keys) plus the outcome's field/value pairs */
+#define PUBLISH_ARGC_MAX (16 + 2 * OUTCOME_MAX_FIELDS)
+
+enum task_state {
+    TASK_CLAIM_WAIT,   /* to be claimed once the writer is connected */
+    TASK_CLAIMING,
+    TASK_SEND_WAIT,    /* the submitter could not start it; tried again at the next tick */
+    TASK_SENDING,
+    TASK_PUBLISH_WAIT, /* outcome decided, Redis unreachable: held in memory until it is back */
+    TASK_PUBLISHING,
+};
+
+/* One job held by this process, from the read of its entry to the ack of its outcome. */
+struct task {
+    struct task *prev, *next;
+    struct pipeline *p;
+    struct job *job;
+    enum task_state state;
+    bool will_send;  /* passed local validation */
+    bool duplicate;  /* re-publishing a finished job's outcome */
+    bool maybe_sent; /* an earlier attempt may have reached the API */
+    bool wait_logged;
+    int attempts_before;
+    char nonce[192];
+    char name[API_ID_MAX]; /* the payload's name: the datamart id of a recovered create */
+    struct outcome outcome;
+};
+
+struct pipeline {
+    struct event_base *base;
+    const struct config *cfg;
+    struct metrics *metrics;
+    struct redis_client *reader; /* XREADGROUP ... BLOCK only */
+    struct redis_client *writer; /* claims, outcomes, housekeeping */
+    int claim_script;
+    int publish_script;
+    struct http_submitter *http;
+    struct event *retry_read_ev;
+
+    /* identity: fixed for the life of the process (a reload cannot move the queue) */
+    char prefix[128];
+    char group[128];
+    char consumer[128];
+    char jobs_key[KEY_MAX];
+    char results_key[KEY_MAX];
+
+    struct task *tasks;
+    size_t held;
+    size_t sending;
+    uint64_t nonce_counter;
+
+    bool group_ready;
+    bool read_outstanding;
+    bool pending_pass; /* re-reading our own pending entries (after start or a reconnect) */
+    char pending_cursor[JOB_ENTRY_ID_MAX + 1];
+    size_t read_count;
+    bool draining;
+    bool freeing;
+    bool lag_outstanding;
+    unsigned ticks;
+};
+
+static void reader_kick(struct pipeline *p);
+static void task_claim(struct task *t);
+static void task_send(struct task *t);
+static void task_publish(struct task *t);
+
+/* ==== helpers ==== */
+
+static void task_log_id(const struct task *t, char *buf, size_t len)
+{
+    char tenant[JOB_TENANT_MAX * 4 + 1];
+
+    job_tenant_printable(t->job, tenant, sizeof(tenant));
+    snprintf(buf, len, "job_id=%s tenant=%s entry=%s", t->job->job_id,
+             tenant[0] ? tenant : "-", t->job->entry_id);
+}
+
+static bool build_key(char *dst, const struct pipeline *p, const char *kind, const char *id)
+{
+    int n = snprintf(dst, KEY_MAX, "%s:%s%s", p->prefix, kind, id);
+
+    return n > 0 && n < KEY_MAX;
+}
+
+static void update_gauges(struct pipeline *p)
+{
+    metrics_set_inflight(p->metrics, (long)p->sending, (long)p->held);
+}
+
+static void task_done(struct task *t)
+{
+    struct pipeline *p = t->p;
+
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        p->tasks = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    p->held--;
+    job_free(t->job);
+    outcome_release(&t->outcome);
+    free(t);
+    update_gauges(p);
+    reader_kick(p);
+}
+
+static bool task_held(const struct pipeline *p, const char *entry_id, size_t len)
+{
+    for (const struct task *t = p->tasks; t != NULL; t = t->next) {
+        if (strlen(t->job->entry_id) == len && memcmp(t->job->entry_id, entry_id, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ==== step 1: read entries ==== */
+
+static void ack_deleted_entry(struct pipeline *p, const char *id)
+{
+    const char *argv[] = {"XACK", p->jobs_key, p->group, id};
+
+    /* best effort: an entry deleted while pending has no job left to run */
+    if (!redis_client_command(p->writer, NULL, NULL, 0, 4, argv, NULL))
+        log_warn("entry %s was deleted while pending; it will be acked later", id);
+}
+
+static struct task *task_create(struct pipeline *p, const redisReply *id, const redisReply *fields)
+{
+    struct job_field pairs[2 * MAX_ENTRY_FIELDS];
+    size_t n = fields->elements / 2;
+    struct task *t;
+
+    if (n > MAX_ENTRY_FIELDS)
+        n = MAX_ENTRY_FIELDS;
+    for (size_t i = 0; i < 2 * n; i++) {
+        const redisReply *f = fields->element[i];
+
+        pairs[i].ptr = f->type == REDIS_REPLY_STRING ? f->str : "";
+        pairs[i].len = f->type == REDIS_REPLY_STRING ? f->len : 0;
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->job = job_create(id->str, id->len, pairs, n, p->cfg->max_payload_bytes);
+    if (t->job == NULL) {
+        free(t);
+        return NULL;
+    }
+    if (fields->elements / 2 > MAX_ENTRY_FIELDS && t->job->envelope_error[0] == '\0')
+        snprintf(t->job->envelope_error, sizeof(t->job->envelope_error),
+                 "entry has more than %d fields", MAX_ENTRY_FIELDS);
+    t->p = p;
+    outcome_init(&t->outcome);
+    return t;
+}
+
+/* Decide locally what can be decided before any request: a broken envelope or payload. */
+static bool task_validate(struct task *t)
+{
+    const struct job *job = t->job;
+    struct validator_result *vr;
+
+    if (job->envelope_error[0] != '\0') {
+        outcome_set_invalid_job(&t->outcome, job->envelope_error);
+        return true;
+    }
+    vr = validator_check(job->payload, job->payload_len, t->p->cfg->max_payload_bytes);
+    if (vr == NULL)
+        return false;
+    switch (validator_result_verdict(vr)) {
+    case VALIDATOR_OK:
+        t->will_send = true;
+        snprintf(t->name, sizeof(t->name), "%s", validator_result_name(vr));
+        break;
+    case VALIDATOR_NOT_JSON:
+        outcome_set_invalid_job(&t->outcome, validator_result_message(vr, 0));
+        break;
+    case VALIDATOR_INVALID: {
+        char *errors = validator_result_errors_json(vr);
+
+        if (errors == NULL) {
+            validator_result_free(vr);
+            return false;
+        }
+        outcome_set_invalid_body(&t->outcome, validator_result_path(vr, 0),
+                                 validator_result_message(vr, 0), errors);
+        break;
+    }
+    }
+    validator_result_free(vr);
+    return true;
+}
+
+static void task_start(struct pipeline *p, const redisReply *id, const redisReply *fields)
+{
+    struct task *t = task_create(p, id, fields);
+    char who[WHO_MAX];
+
+    if (t == NULL || !task_validate(t)) {
+        /* the entry stays pending and comes back at the next pending pass */
+        log_error("out of memory while reading entry %.*s", (int)id->len, id->str);
+        if (t != NULL) {
+            job_free(t->job);
+            outcome_release(&t->outcome);
+            free(t);
+        }
+        return;
+    }
+    t->next = p->tasks;
+    if (p->tasks != NULL)
+        p->tasks->prev = t;
+    p->tasks = t;
+    p->held++;
+    update_gauges(p);
+    snprintf(t->nonce, sizeof(t->nonce), "%s:%ld:%llu", p->consumer, (long)getpid(),
+             (unsigned long long)++p->nonce_counter);
+    task_log_id(t, who, sizeof(who));
+    log_debug("%s: read", who);
+    task_claim(t);
+}
+
+static void on_read(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct pipeline *p = arg;
+    const redisReply *entries;
+    size_t n;
+
+    (void)c;
+    p->read_outstanding = false;
+    if (p->freeing || reply == NULL)
+        return; /* a lost connection: the state callback restarts reading */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        const struct timeval again = {1, 0};
+
+        if (strncmp(reply->str, "NOGROUP", 7) == 0)
+            p->group_ready = false;
+        log_error("reading %s failed: %s", p->jobs_key, reply->str);
+        event_add(p->retry_read_ev, &again);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        /* nil: a BLOCK that timed out, or nothing pending */
+        p->pending_pass = false;
+        reader_kick(p);
+        return;
+    }
+    entries = reply->element[0]->element[1];
+    n = entries->elements;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = entries->element[i];
+        const redisReply *id = e->element[0];
+        const redisReply *fields = e->element[1];
+
+        if (p->pending_pass) {
+            snprintf(p->pending_cursor, sizeof(p->pending_cursor), "%.*s", (int)id->len,
+                     id->str);
+            if (task_held(p, id->str, id->len))
+                continue;
+        }
+        if (p->draining)
+            continue; /* read during shutdown: stays pending for the next start */
+        if (fields->type != REDIS_REPLY_ARRAY) {
+            ack_deleted_entry(p, id->str);
+            continue;
+        }
+        task_start(p, id, fields);
+    }
+    if (p->pending_pass && n < p->read_count)
+        p->pending_pass = false;
+    reader_kick(p);
+}
+
+static void on_group_created(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct pipeline *p = arg;
+
+    (void)c;
+    p->read_outstanding = false;
+    if (p->freeing || reply == NULL)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0) {
+        const struct timeval again = {1, 0};
+
+        log_error("cannot create consumer group %s on %s: %s", p->group, p->jobs_key, reply->str);
+        event_add(p->retry_read_ev, &again);
+        return;
+    }
+    if (!p->group_ready)
+        log_info("consumer group %s on %s is ready; consumer %s", p->group, p->jobs_key,
+                 p->consumer);
+    p->group_ready = true;
+    p->pending_pass = true;
+    snprintf(p->pending_cursor, sizeof(p->pending_cursor), "0");
+    reader_kick(p);
+}
+
+static void reader_kick(struct pipeline *p)
+{
+    char count[24];
+    size_t max = (size_t)p->cfg->max_inflight;
+
+    if (p->draining || p->freeing || p->read_outstanding)
+        return;
+    if (redis_client_state(p->reader) != REDIS_CLIENT_CONNECTED)
+        return;
+    if (!p->group_ready) {
+        const char *argv[] = {"XGROUP", "CREATE", p->jobs_key, p->group, "0", "MKSTREAM"};
+
+        if (redis_client_command(p->reader, on_group_created, p, 0, 6, argv, NULL))
+            p->read_outstanding = true;
+        return;
+    }
+    if (p->held >= max)
+        return; /* resumed by task_done when a slot frees */
+    p->read_count = max - p->held;
+    snprintf(count, sizeof(count), "%zu", p->read_count);
+    if (p->pending_pass) {
+        const char *argv[] = {"XREADGROUP", "GROUP", p->group, p->consumer, "COUNT", count,
+                              "STREAMS", p->jobs_key, p->pending_cursor};
+
+        p->read_outstanding =
+            redis_client_command(p->reader, on_read, p, 0, DM_ARRAY_LEN(argv), argv, NULL);
+    } else {
+        const char *argv[] = {"XREADGROUP", "GROUP",   p->group,      p->consumer,
+                              "COUNT",      count,     "BLOCK",       DM_XSTR(READ_BLOCK_MS),
+                              "STREAMS",    p->jobs_key, ">"};
+
+        p->read_outstanding = redis_client_command(
+            p->reader, on_read, p, READ_BLOCK_MS + REDIS_COMMAND_TIMEOUT_MS, DM_ARRAY_LEN(argv),
+            argv, NULL);
+    }
+}
+
+static void on_retry_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    reader_kick(arg);
+}
+
+/* ==== step 2: claim the job_id ==== */
+
+static void task_finish_local(struct task *t)
+{
+    char who[WHO_MAX];
+
+    task_log_id(t, who, sizeof(who));
+    log_info("%s: failed %s before any request: %s%s%s", who, t->outcome.error_code,
+             t->outcome.error_path[0] ? t->outcome.error_path : "",
+             t->outcome.error_path[0] ? ": " : "", t->outcome.error_message);
+    t->outcome.attempts = t->attempts_before;
+    t->outcome.finished_ms = clock_realtime_ms();
+    task_publish(t);
+}
+
+static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+    const char *verdict;
+    char who[WHO_MAX];
+
+    (void)c;
+    if (p->freeing)
+        return;
+    t->state = TASK_CLAIM_WAIT;
+    if (reply == NULL)
+        return; /* retried when the writer reconnects; the claim is idempotent for our nonce */
+    task_log_id(t, who, sizeof(who));
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        log_error("%s: claim failed: %s", who,
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        return; /* tried again at the next tick */
+    }
+    verdict = reply->element[0]->str;
+    if (strcmp(verdict, "claimed") == 0 && reply->elements == 3) {
+        t->attempts_before = (int)reply->element[1]->integer;
+        t->maybe_sent = reply->element[2]->integer != 0;
+        if (t->will_send)
+            task_send(t);
+        else
+            task_finish_local(t);
+    } else if (strcmp(verdict, "finished") == 0) {
+        for (size_t i = 1; i + 1 < reply->elements; i += 2) {
+            if (!outcome_load_field(&t->outcome, reply->element[i]->str,
+                                    reply->element[i + 1]->str, reply->element[i + 1]->len)) {
+                log_error("%s: out of memory loading the stored outcome", who);
+                return;
+            }
+        }
+        t->duplicate = true;
+        t->outcome.duplicate = true;
+        log_info("%s: job_id already finished (%s): publishing its outcome again", who,
+                 outcome_status_name(t->outcome.status));
+        task_publish(t);
+    } else if (strcmp(verdict, "dropped") == 0) {
+        log_info("%s: dropped: job_id is already held by entry %s", who,
+                 reply->elements > 1 ? reply->element[1]->str : "?");
+        task_done(t);
+    } else {
+        log_warn("%s: entry is no longer pending for consumer %s: left to its owner", who,
+                 p->consumer);
+        metrics_outcome_stale(p->metrics);
+        task_done(t);
+    }
+}
+
+static void task_claim(struct task *t)
+{
+    struct pipeline *p = t->p;
+    char job_key[KEY_MAX], now[24];
+    const char *argv[7];
+
+    if (!build_key(job_key, p, "job:", t->job->job_id)) {
+        log_error("job key for %s too long", t->job->job_id);
+        return;
+    }
+    snprintf(now, sizeof(now), "%lld", (long long)clock_realtime_ms());
+    argv[0] = job_key;
+    argv[1] = p->jobs_key;
+    argv[2] = p->group;
+    argv[3] = t->job->entry_id;
+    argv[4] = p->consumer;
+    argv[5] = now;
+    argv[6] = t->will_send ? t->nonce : "";
+    t->state = TASK_CLAIM_WAIT;
+    if (redis_client_eval(p->writer, on_claim, t, 0, p->claim_script, 2, 7, argv, NULL))
+        t->state = TASK_CLAIMING;
+}
+
+/* ==== step 3: submit and classify ==== */
+
+static enum api_transport transport_of(enum http_outcome o)
+{
+    switch (o) {
+    case HTTP_OUTCOME_RESPONSE:
+        return API_TRANSPORT_RESPONSE;
+    case HTTP_OUTCOME_TIMEOUT:
+        return API_TRANSPORT_TIMEOUT;
+    case HTTP_OUTCOME_CONNECT_ERROR:
+        return API_TRANSPORT_CONNECT_ERROR;
+    default:
+        return API_TRANSPORT_ERROR;
+    }
+}
+
+static void task_decide(struct task *t, const struct api_classification *c)
+{
+    struct outcome *o = &t->outcome;
+
+    switch (c->verdict) {
+    case API_VERDICT_CREATED:
+        outcome_set_api(o, OUTCOME_CREATED, c);
+        break;
+    case API_VERDICT_EXISTS:
+        if (t->maybe_sent || t->attempts_before > 0) {
+            /* our own earlier attempt created it and its answer was lost */
+            outcome_set_api(o, OUTCOME_CREATED, c);
+            snprintf(o->datamart_id, sizeof(o->datamart_id), "%s", t->name);
+            o->recovered = true;
+        } else {
+            outcome_set_api(o, OUTCOME_FAILED, c);
+            snprintf(o->error_code, sizeof(o->error_code), "DATAMART_EXISTS");
+        }
+        break;
+    case API_VERDICT_PERMANENT:
+        outcome_set_api(o, OUTCOME_FAILED, c);
+        break;
+    case API_VERDICT_TRANSIENT:
+    case API_VERDICT_AUTH:
+        outcome_set_api(o, OUTCOME_DEAD, c);
+        break;
+    }
+    outcome_redact(o, t->p->cfg->api_token);
+}
+
+static void on_http_done(void *arg, const struct http_result *res)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+    struct api_answer answer;
+    struct api_classification c;
+    char who[WHO_MAX];
+
+    p->sending--;
+    update_gauges(p);
+    if (res->outcome == HTTP_OUTCOME_ABORTED) {
+        task_done(t); /* shutdown: the entry stays pending for the next start */
+        return;
+    }
+    metrics_http_request(p->metrics, res->status, res->total_s);
+    answer.transport = transport_of(res->outcome);
+    answer.status = res->status;
+    answer.body = res->body;
+    answer.body_len = res->body_len;
+    answer.transport_error = res->error;
+    api_response_classify(&answer, &c);
+    t->outcome.attempts = t->attempts_before + (res->request_sent ? 1 : 0);
+    t->outcome.finished_ms = clock_realtime_ms();
+    task_decide(t, &c);
+
+    task_log_id(t, who, sizeof(who));
+    if (t->outcome.status == OUTCOME_CREATED)
+        log_info("%s: created datamart %s%s (HTTP %ld, %.3f s)", who, t->outcome.datamart_id,
+                 t->outcome.recovered ? " (recovered after a lost answer)" : "", res->status,
+                 res->total_s);
+    else
+        log_info("%s: %s %s: %s (HTTP %ld, %.3f s)", who, outcome_status_name(t->outcome.status),
+                 t->outcome.error_code, t->outcome.error_message, res->status, res->total_s);
+    task_publish(t);
+}
+
+static void task_send(struct task *t)
+{
+    struct pipeline *p = t->p;
+
+    t->state = TASK_SEND_WAIT;
+    if (!http_submitter_post(p->http, t->job->payload, t->job->payload_len, on_http_done, t))
+        return; /* tried again at the next tick */
+    t->state = TASK_SENDING;
+    p->sending++;
+    update_gauges(p);
+}
+
+/* ==== step 4: publish the outcome ==== */
+
+static void on_publish(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+    char who[WHO_MAX];
+
+    (void)c;
+    if (p->freeing)
+        return;
+    t->state = TASK_PUBLISH_WAIT;
+    task_log_id(t, who, sizeof(who));
+    if (reply == NULL) {
+        if (!t->wait_logged)
+            log_warn("%s: Redis unavailable: outcome held in memory until it is back", who);
+        t->wait_logged = true;
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("%s: publishing the outcome failed: %s", who, reply->str);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_STRING) {
+        if (strcmp(reply->str, "ok") == 0) {
+            metrics_job_finished(p->metrics, t->outcome.status, t->duplicate);
+        } else {
+            log_warn("%s: outcome not published: the entry is no longer pending for %s "
+                     "(already published, or taken over)",
+                     who, p->consumer);
+            metrics_outcome_stale(p->metrics);
+        }
+    }
+    task_done(t);
+}
+
+static void task_publish(struct task *t)
+{
+    struct pipeline *p = t->p;
+    const struct config *cfg = p->cfg;
+    struct outcome_render r;
+    struct strbuf reply;
+    char job_key[KEY_MAX], batch_key[KEY_MAX], reply_key[KEY_MAX];
+    char ttl[24], maxlen[24], reply_ttl[24], now[24];
+    const char *argv[PUBLISH_ARGC_MAX];
+    size_t lens[PUBLISH_ARGC_MAX];
+    int argc = 0;
+    bool sent;
+
+    strbuf_init(&reply);
+    if (t->job->reply_to[0] != '\0')
+        outcome_render_json(&t->outcome, t->job, &reply);
+    if (reply.failed) {
+        strbuf_release(&reply);
+        t->state = TASK_PUBLISH_WAIT;
+        return;
+    }
+    if (!build_key(job_key, p, "job:", t->job->job_id) ||
+        !build_key(batch_key, p, "batch:", t->job->batch) ||
+        !build_key(reply_key, p, "reply:", t->job->reply_to)) {
+        strbuf_release(&reply);
+        return;
+    }
+    snprintf(ttl, sizeof(ttl), "%ld", cfg->result_ttl_s);
+    snprintf(maxlen, sizeof(maxlen), "%ld", cfg->results_maxlen);
+    snprintf(reply_ttl, sizeof(reply_ttl), "%ld", cfg->reply_ttl_s);
+    snprintf(now, sizeof(now), "%lld", (long long)clock_realtime_ms());
+
+#define ARG(s, n) (argv[argc] = (s), lens[argc] = (n), argc++)
+#define ARGS(s) ARG((s), strlen(s))
+    ARGS(job_key);
+    ARGS(p->jobs_key);
+    ARGS(p->results_key);
+    ARGS(t->job->batch[0] ? batch_key : p->jobs_key);
+    ARGS(t->job->reply_to[0] ? reply_key : p->jobs_key);
+    ARGS(p->group);
+    ARGS(t->job->entry_id);
+    ARGS(p->consumer);
+    ARGS(t->duplicate ? "duplicate" : "final");
+    ARGS(ttl);
+    ARGS(maxlen);
+    ARGS(reply_ttl);
+    ARG(reply.data ? reply.data : "", reply.len);
+    ARGS(t->job->batch);
+    ARGS(outcome_status_name(t->outcome.status));
+    ARGS(now);
+    outcome_render_fields(&t->outcome, t->job, &r);
+    for (size_t i = 0; i < r.count; i++) {
+        ARGS(r.fields[i].name);
+        ARG(r.fields[i].value, r.fields[i].len);
+    }
+#undef ARGS
+#undef ARG
+
+    sent = redis_client_eval(p->writer, on_publish, t, 0, p->publish_script, 5, argc, argv, lens);
+    strbuf_release(&reply);
+    t->state = sent ? TASK_PUBLISHING : TASK_PUBLISH_WAIT;
+    if (!sent && !t->wait_logged) {
+        char who[WHO_MAX];
+
+        task_log_id(t, who, sizeof(who));
+        log_warn("%s: Redis unavailable: outcome held in memory until it is back", who);
+        t->wait_logged = true;
+    }
+}
+
+/* Resume every task that waits for Redis or for the submitter. */
+static void resume_waiting(struct pipeline *p)
+{
+    struct task *t = p->tasks;
+
+    while (t != NULL) {
+        struct task *next = t->next; /* a resumed task may finish and be freed */
+
+        if (redis_client_state(p->writer) == REDIS_CLIENT_CONNECTED) {
+            if (t->state == TASK_CLAIM_WAIT)
+                task_claim(t);
+            else if (t->state == TASK_PUBLISH_WAIT)
+                task_publish(t);
+        }
+        if (t->state == TASK_SEND_WAIT)
+            task_send(t);
+        t = next;
+    }
+}
+
+/* ==== Redis connection state ==== */
+
+static void on_redis_state(struct redis_client *c, enum redis_client_state state, void *arg)
+{
+    struct pipeline *p = arg;
+    bool up = redis_client_state(p->reader) == REDIS_CLIENT_CONNECTED &&
+              redis_client_state(p->writer) == REDIS_CLIENT_CONNECTED;
+
+    metrics_set_redis_connected(p->metrics, up);
+    if (state != REDIS_CLIENT_CONNECTED)
+        return;
+    if (c == p->reader) {
+        /* after any reconnect, first look for our own pending entries again */
+        p->group_ready = false;
+        reader_kick(p);
+    } else {
+        resume_waiting(p);
+    }
+}
+
+/* ==== lag ==== */
+
+static long long find_integer_field(const redisReply *flat, const char *name)
+{
+    for (size_t i = 0; i + 1 < flat->elements; i += 2) {
+        const redisReply *k = flat->element[i], *v = flat->element[i + 1];
+
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
+            return v->type == REDIS_REPLY_INTEGER ? v->integer : -1;
+    }
+    return -1;
+}
+
+static bool field_equals(const redisReply *flat, const char *name, const char *value)
+{
+    for (size_t i = 0; i + 1 < flat->elements; i += 2) {
+        const redisReply *k = flat->element[i], *v = flat->element[i + 1];
+
+        if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
+            return v->type == REDIS_REPLY_STRING && strcmp(v->str, value) == 0;
+    }
+    return false;
+}
+
+static void on_groups_info(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct pipeline *p = arg;
+
+    (void)c;
+    p->lag_outstanding = false;
+    if (p->freeing || reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *g = reply->element[i];
+
+        if (g->type == REDIS_REPLY_ARRAY && field_equals(g, "name", p->group)) {
+            metrics_set_queue_lag(p->metrics, find_integer_field(g, "lag"));
+            return;
+        }
+    }
+}
+
+/* ==== public ==== */
+
+static void redis_options(const struct config *cfg, const char *name,
+                          struct redis_client_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->name = name;
+    o->host = cfg->redis_host;
+    o->port = cfg->redis_port;
+    o->socket = cfg->redis_socket;
+    o->username = cfg->redis_username;
+    o->password = cfg->redis_password;
+    o->db = cfg->redis_db;
+    o->connect_timeout_ms = REDIS_CONNECT_TIMEOUT_MS;
+    o->command_timeout_ms = REDIS_COMMAND_TIMEOUT_MS;
+    o->backoff_min_ms = REDIS_BACKOFF_MIN_MS;
+    o->backoff_max_ms = REDIS_BACKOFF_MAX_MS;
+}
+
+static bool http_options(const struct config *cfg, char *url, size_t urllen,
+                         struct http_submitter_options *o)
+{
+    int n = snprintf(url, urllen, "%s%s", cfg->api_base_url, API_PATH);
+
+    memset(o, 0, sizeof(*o));
+    o->url = url;
+    o->token = cfg->api_token;
+    o->connect_timeout_ms = cfg->connect_timeout_ms;
+    o->request_timeout_ms = cfg->request_timeout_ms;
+    o->max_response_bytes = RESPONSE_MAX_BYTES;
+    o->max_connections = cfg->max_inflight;
+    o->allow_insecure_http = cfg->allow_insecure_http;
+    return n > 0 && (size_t)n < urllen;
+}
+
+struct pipeline *pipeline_create(struct event_base *base, const struct config *cfg,
+                                 struct metrics *metrics)
+{
+    struct pipeline *p = calloc(1, sizeof(*p));
+    struct redis_client_options ro;
+    struct http_submitter_options ho;
+    char url[2048];
+
+    if (p == NULL)
+        return NULL;
+    p->base = base;
+    p->cfg = cfg;
+    p->metrics = metrics;
+    snprintf(p->prefix, sizeof(p->prefix), "%s", cfg->prefix);
+    snprintf(p->group, sizeof(p->group), "%s", cfg->group);
+    snprintf(p->consumer, sizeof(p->consumer), "%s", cfg->consumer);
+    if (!build_key(p->jobs_key, p, "jobs", "") || !build_key(p->results_key, p, "results", ""))
+        goto fail;
+
+    redis_options(cfg, "datamartd-reader", &ro);
+    p->reader = redis_client_create(base, &ro, on_redis_state, p);
+    redis_options(cfg, "datamartd-writer", &ro);
+    p->writer = redis_client_create(base, &ro, on_redis_state, p);
+    if (p->reader == NULL || p->writer == NULL)
+        goto fail;
+    p->claim_script = redis_client_add_script(p->writer, claim_lua);
+    p->publish_script = redis_client_add_script(p->writer, publish_lua);
+    if (p->claim_script < 0 || p->publish_script < 0)
+        goto fail;
+    if (!http_options(cfg, url, sizeof(url), &ho))
+        goto fail;
+    p->http = http_submitter_create(base, &ho);
+    p->retry_read_ev = evtimer_new(base, on_retry_read, p);
+    if (p->http == NULL || p->retry_read_ev == NULL)
+        goto fail;
+    return p;
+fail:
+    pipeline_free(p);
+    return NULL;
+}
+
+bool pipeline_start(struct pipeline *p)
+{
+    return redis_client_start(p->writer) && redis_client_start(p->reader);
+}
+
+bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
+{
+    struct redis_client_options ro;
+    struct http_submitter_options ho;
+    char url[2048];
+
+    if (strcmp(cfg->prefix, p->prefix) != 0 || strcmp(cfg->group, p->group) != 0 ||
+        strcmp(cfg->consumer, p->consumer) != 0)
+        log_warn("prefix, group and consumer changes take effect at the next restart");
+    if (!http_options(cfg, url, sizeof(url), &ho) || !http_submitter_configure(p->http, &ho))
+        return false;
+    redis_options(cfg, "datamartd-reader", &ro);
+    if (!redis_client_configure(p->reader, &ro))
+        return false;
+    redis_options(cfg, "datamartd-writer", &ro);
+    if (!redis_client_configure(p->writer, &ro))
+        return false;
+    p->cfg = cfg;
+    reader_kick(p); /* max_inflight may have grown */
+    return true;
+}
+
+void pipeline_drain(struct pipeline *p)
+{
+    struct task *t = p->tasks;
+
+    p->draining = true;
+    /* jobs not yet claimed are simply left pending: nothing was sent for them */
+    while (t != NULL) {
+        struct task *next = t->next;
+
+        if (t->state == TASK_CLAIM_WAIT)
+            task_done(t);
+        t = next;
+    }
+}
+
+void pipeline_abort(struct pipeline *p)
+{
+    size_t n = p->sending;
+
+    if (n > 0)
+        log_warn("shutdown grace expired: abandoning %zu requests in flight; their jobs stay "
+                 "pending for the next start",
+                 n);
+    http_submitter_abort_all(p->http);
+}
+
+size_t pipeline_jobs_held(const struct pipeline *p)
+{
+    return p->held;
+}
+
+bool pipeline_ready(const struct pipeline *p, const char **why)
+{
+    if (redis_client_state(p->writer) != REDIS_CLIENT_CONNECTED ||
+        redis_client_state(p->reader) != REDIS_CLIENT_CONNECTED) {
+        *why = "redis not connected";
+        return false;
+    }
+    if (!p->group_ready) {
+        *why = "consumer group not ready";
+        return false;
+    }
+    *why = "ready";
+    return true;
+}
+
+void pipeline_describe(const struct pipeline *p, char *buf, size_t len)
+{
+    const char *why;
+    const char *err = redis_client_last_error(p->writer);
+
+    if (!pipeline_ready(p, &why) && p->cfg->redis_socket && p->cfg->redis_socket[0])
+        snprintf(buf, len, "waiting for Redis at %s%s%s", p->cfg->redis_socket,
+                 err[0] ? ": " : "", err);
+    else if (!pipeline_ready(p, &why))
+        snprintf(buf, len, "waiting for Redis at %s:%d%s%s", p->cfg->redis_host,
+                 p->cfg->redis_port, err[0] ? ": " : "", err);
+    else
+        snprintf(buf, len, "%s%zu jobs held, %zu requests in flight; %llu created, %llu failed, "
+                 "%llu dead",
+                 p->draining ? "draining: " : "", p->held, p->sending,
+                 (unsigned long long)metrics_jobs_total(p->metrics, OUTCOME_CREATED),
+                 (unsigned long long)metrics_jobs_total(p->metrics, OUTCOME_FAILED),
+                 (unsigned long long)metrics_jobs_total(p->metrics, OUTCOME_DEAD));
+}
+
+void pipeline_tick(struct pipeline *p)
+{
+    resume_waiting(p);
+    if (++p->ticks % LAG_POLL_TICKS == 0 && !p->lag_outstanding) {
+        const char *argv[] = {"XINFO", "GROUPS", p->jobs_key};
+
+        p->lag_outstanding = redis_client_command(p->writer, on_groups_info, p, 0, 3, argv, NULL);
+    }
+}
+
+void pipeline_free(struct pipeline *p)
+{
+    if (p == NULL)
+        return;
+    /* aborted transfers finish their tasks; then Redis callbacks fire with NULL and are ignored */
+    http_submitter_free(p->http);
+    p->freeing = true;
+    redis_client_free(p->reader);
+    redis_client_free(p->writer);
+    while (p->tasks != NULL) {
+        struct task *t = p->tasks;
+
+        p->tasks = t->next;
+        job_free(t->job);
+        outcome_release(&t->outcome);
+        free(t);
+    }
+    if (p->retry_read_ev != NULL)
+        event_free(p->retry_read_ev);
+    free(p);
+}

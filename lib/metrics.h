@@ -1,0 +1,30 @@
+/* The daemon's counters and gauges, rendered in the Prometheus text exposition format. */
+#ifndef DATAMART_METRICS_H
+#define DATAMART_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "outcome.h"
+#include "strbuf.h"
+
+struct metrics;
+
+struct metrics *metrics_create(void) DM_MUSTCHECK;
+void metrics_free(struct metrics *m);
+
+void metrics_job_finished(struct metrics *m, enum outcome_status status, bool duplicate);
+/* one HTTP attempt; code 0 for a transport error (timeout, connect, reset) */
+void metrics_http_request(struct metrics *m, long code, double seconds);
+void metrics_set_inflight(struct metrics *m, long requests, long jobs);
+void metrics_set_redis_connected(struct metrics *m, bool connected);
+/* entries in P:jobs not yet delivered to the group; negative when unknown */
+void metrics_set_queue_lag(struct metrics *m, long long lag);
+void metrics_outcome_stale(struct metrics *m);
+
+uint64_t metrics_jobs_total(const struct metrics *m, enum outcome_status status);
+
+void metrics_render(const struct metrics *m, const char *version, struct strbuf *sb);
+
+#endif
