@@ -834,11 +834,10 @@ bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
 {
     struct redis_client_options ro;
     struct http_submitter_options ho;
-    char url[2048];
+    char url[2048], fixed[256];
 
-    if (strcmp(cfg->prefix, p->prefix) != 0 || strcmp(cfg->group, p->group) != 0 ||
-        strcmp(cfg->consumer, p->consumer) != 0)
-        log_warn("prefix, group and consumer changes take effect at the next restart");
+    if (config_fixed_changes(p->cfg, cfg, fixed, sizeof(fixed)) > 0)
+        log_warn("reload: %s changed: that takes effect at the next restart", fixed);
     if (!http_options(cfg, url, sizeof(url), &ho) || !http_submitter_configure(p->http, &ho))
         return false;
     redis_options(cfg, "datamartd-reader", &ro);

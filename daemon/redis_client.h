@@ -75,8 +75,9 @@ bool redis_client_start(struct redis_client *c) DM_MUSTCHECK;
 bool redis_client_configure(struct redis_client *c,
                             const struct redis_client_options *opts) DM_MUSTCHECK;
 /*
- * Send a command; argvlen may be NULL for NUL-terminated arguments. false (callback not called)
- * when not CONNECTED or the command is refused. timeout_ms 0 = default deadline.
+ * Send a command; argvlen may be NULL for NUL-terminated arguments, fn may be NULL. true: fn is
+ * called exactly once, with the reply or NULL. false (fn not called): not CONNECTED, or the
+ * command is refused. timeout_ms 0 = default deadline.
  */
 bool redis_client_command(struct redis_client *c, redis_client_reply_fn fn, void *arg,
                           long timeout_ms, int argc, const char **argv,

@@ -934,6 +934,14 @@ static void check_token(struct config_parse *p)
     p->cfg->api_token = copy;
 }
 
+static bool host_is_literal(const char *host)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    return strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, addr) == 1 ||
+           inet_pton(AF_INET6, host, addr) == 1;
+}
+
 static void config_check(struct config_parse *p, unsigned flags)
 {
     struct config *cfg = p->cfg;
@@ -942,6 +950,9 @@ static void config_check(struct config_parse *p, unsigned flags)
         key_error(p, KEY_OF(redis_socket), "must be an absolute path");
     if (cfg->redis_socket == NULL && cfg->redis_host == NULL)
         key_error(p, KEY_OF(redis_host), "must not be empty (or set [redis] socket)");
+    /* hiredis resolves names with a blocking getaddrinfo() inside the event loop */
+    if (cfg->redis_socket == NULL && cfg->redis_host != NULL && !host_is_literal(cfg->redis_host))
+        key_error(p, KEY_OF(redis_host), "must be an IP address or localhost (not a DNS name)");
     if (cfg->redis_username != NULL && cfg->redis_password_file == NULL)
         key_error(p, KEY_OF(redis_username), "needs [redis] password_file");
     if (cfg->redis_username != NULL && strpbrk(cfg->redis_username, " \t") != NULL)

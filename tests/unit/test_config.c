@@ -389,6 +389,8 @@ static void test_error_kinds(void **state)
          ":2: [redis] prefix: longer than 64 characters"},
         {"[redis]\nsocket = redis.sock\n", ":2: [redis] socket: must be an absolute path"},
         {"[redis]\nhost =\n", ":2: [redis] host: must not be empty (or set [redis] socket)"},
+        {"[redis]\nhost = redis.internal\n",
+         ":2: [redis] host: must be an IP address or localhost (not a DNS name)"},
         {"[redis]\nusername = u\n", ":2: [redis] username: needs [redis] password_file"},
         {"[api]\nbase_url = http://example.com\n",
          ":2: [api] base_url: plain http:// to the non-loopback host 'example.com'"},
