@@ -5,6 +5,8 @@
 #include "compiler.h"
 
 #define MS_PER_DAY (INT64_C(86400) * 1000)
+/* any valid value is far shorter; longer ones are refused unread */
+#define VALUE_MAX_LEN 256
 
 /* the unparsed rest of the header value */
 struct cursor {
@@ -96,8 +98,8 @@ static bool take_month(struct cursor *c, int *month)
 static bool take_time(struct cursor *c, struct civil_time *t)
 {
     return take_digits(c, 2, &t->hour) && take_char(c, ':') && take_digits(c, 2, &t->minute) &&
-           take_char(c, ':') && take_digits(c, 2, &t->second) && t->hour <= 23 &&
-           t->minute <= 59 && t->second <= 60;
+           take_char(c, ':') && take_digits(c, 2, &t->second) && t->hour <= 23 && t->minute <= 59 &&
+           t->second <= 60;
 }
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT" */
@@ -140,8 +142,8 @@ static bool parse_rfc850(struct cursor c, int64_t now_ms, struct civil_time *t)
 
     if (!(take_word(&c, long_days, DM_ARRAY_LEN(long_days), NULL) && take_string(&c, ", ") &&
           take_digits(&c, 2, &t->day) && take_char(&c, '-') && take_month(&c, &t->month) &&
-          take_char(&c, '-') && take_digits(&c, 2, &yy) && take_char(&c, ' ') &&
-          take_time(&c, t) && take_string(&c, " GMT") && c.p == c.end))
+          take_char(&c, '-') && take_digits(&c, 2, &yy) && take_char(&c, ' ') && take_time(&c, t) &&
+          take_string(&c, " GMT") && c.p == c.end))
         return false;
     now_year = year_of_days(floor_div(now_ms, MS_PER_DAY));
     /* a clock beyond four-digit years is broken; refusing keeps the ms arithmetic in range */
@@ -231,10 +233,13 @@ static bool parse_delta_seconds(struct cursor c, int64_t *delay_ms)
 
 bool retry_after_parse(const char *value, int64_t now_ms, int64_t *delay_ms)
 {
-    struct cursor c = {value, value + strlen(value)};
+    size_t len = strnlen(value, VALUE_MAX_LEN + 1);
+    struct cursor c = {value, value + len};
     struct civil_time t;
     int64_t date_ms;
 
+    if (len > VALUE_MAX_LEN)
+        return false;
     while (c.p < c.end && is_space(*c.p))
         c.p++;
     while (c.end > c.p && is_space(c.end[-1]))

@@ -19,7 +19,8 @@
  * Accepted: delta-seconds (digits only), IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT",
  * RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT" (a two-digit year more than 50 years ahead means
  * the previous century) and asctime "Sun Nov  6 08:49:37 1994".
- * Returns false, *delay_ms untouched, for anything else (including impossible dates).
+ * Returns false, *delay_ms untouched, for anything else (including impossible dates and values
+ * over 256 bytes).
  */
 bool retry_after_parse(const char *value, int64_t now_ms, int64_t *delay_ms) DM_MUSTCHECK;
 
