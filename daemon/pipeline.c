@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "outcome.h"
+#include "rate_limiter.h"
 #include "redis_client.h"
 #include "strbuf.h"
 #include "validator.h"
@@ -38,6 +39,7 @@
 #define PUBLISH_ARGC_MAX (16 + 2 * OUTCOME_MAX_FIELDS)
 
 enum task_state {
+    TASK_PERMIT_WAIT,  /* valid, queued for a rate-limit permit (nothing claimed yet) */
     TASK_CLAIM_WAIT,   /* to be claimed once the writer is connected */
     TASK_CLAIMING,
     TASK_SEND_WAIT,    /* the submitter could not start it; tried again at the next tick */
@@ -49,6 +51,7 @@ enum task_state {
 /* One job held by this process, from the read of its entry to the ack of its outcome. */
 struct task {
     struct task *prev, *next;
+    struct task *permit_next; /* FIFO of tasks waiting for a permit */
     struct pipeline *p;
     struct job *job;
     enum task_state state;
@@ -72,6 +75,9 @@ struct pipeline {
     int publish_script;
     struct http_submitter *http;
     struct event *retry_read_ev;
+    struct rate_limiter *limiter;
+    struct event *permit_ev;
+    struct task *permit_head, *permit_tail;
 
     /* identity: fixed for the life of the process (a reload cannot move the queue) */
     char prefix[128];
@@ -98,6 +104,7 @@ struct pipeline {
 
 static void reader_kick(struct pipeline *p);
 static void task_claim(struct task *t);
+static void task_queue_for_permit(struct task *t);
 static void task_send(struct task *t);
 static void task_publish(struct task *t);
 
@@ -254,7 +261,10 @@ static void task_start(struct pipeline *p, const redisReply *id, const redisRepl
              (unsigned long long)++p->nonce_counter);
     task_log_id(t, who, sizeof(who));
     log_debug("%s: read", who);
-    task_claim(t);
+    if (t->will_send)
+        task_queue_for_permit(t); /* the claim marks a request in flight: only claim to send */
+    else
+        task_claim(t);
 }
 
 static void on_read(struct redis_client *c, struct redisReply *reply, void *arg)
@@ -376,7 +386,70 @@ static void on_retry_read(evutil_socket_t fd, short what, void *arg)
     reader_kick(arg);
 }
 
-/* ==== step 2: claim the job_id ==== */
+/* ==== step 2: wait for a rate-limit permit ==== */
+
+static void permit_arm(struct pipeline *p)
+{
+    uint64_t wait = rate_limiter_wait_us(p->limiter, clock_monotonic_us());
+    struct timeval tv = {(time_t)(wait / 1000000u), (suseconds_t)(wait % 1000000u)};
+
+    event_add(p->permit_ev, &tv);
+}
+
+/* Hand out permits in arrival order; re-arm the timer for the next one. */
+static void permit_grant(struct pipeline *p)
+{
+    while (p->permit_head != NULL && rate_limiter_try_acquire(p->limiter, clock_monotonic_us())) {
+        struct task *t = p->permit_head;
+
+        p->permit_head = t->permit_next;
+        if (p->permit_head == NULL)
+            p->permit_tail = NULL;
+        t->permit_next = NULL;
+        task_claim(t);
+    }
+    if (p->permit_head != NULL)
+        permit_arm(p);
+}
+
+static void on_permit_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    permit_grant(arg);
+}
+
+static void task_queue_for_permit(struct task *t)
+{
+    struct pipeline *p = t->p;
+
+    t->state = TASK_PERMIT_WAIT;
+    if (p->permit_tail != NULL)
+        p->permit_tail->permit_next = t;
+    else
+        p->permit_head = t;
+    p->permit_tail = t;
+    if (p->permit_head == t)
+        permit_grant(p);
+}
+
+/* Take a task out of the permit queue (shutdown drops it before it is claimed). */
+static void permit_unqueue(struct pipeline *p, struct task *t)
+{
+    struct task **link = &p->permit_head, *prev = NULL;
+
+    while (*link != NULL && *link != t) {
+        prev = *link;
+        link = &(*link)->permit_next;
+    }
+    if (*link == NULL)
+        return;
+    *link = t->permit_next;
+    if (p->permit_tail == t)
+        p->permit_tail = prev;
+}
+
+/* ==== step 3: claim the job_id ==== */
 
 static void task_finish_local(struct task *t)
 {
@@ -467,7 +540,7 @@ static void task_claim(struct task *t)
         t->state = TASK_CLAIMING;
 }
 
-/* ==== step 3: submit and classify ==== */
+/* ==== step 4: submit and classify ==== */
 
 static enum api_transport transport_of(enum http_outcome o)
 {
@@ -561,7 +634,7 @@ static void task_send(struct task *t)
     update_gauges(p);
 }
 
-/* ==== step 4: publish the outcome ==== */
+/* ==== step 5: publish the outcome ==== */
 
 static void on_publish(struct redis_client *c, struct redisReply *reply, void *arg)
 {
@@ -817,7 +890,9 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
         goto fail;
     p->http = http_submitter_create(base, &ho);
     p->retry_read_ev = evtimer_new(base, on_retry_read, p);
-    if (p->http == NULL || p->retry_read_ev == NULL)
+    p->permit_ev = evtimer_new(base, on_permit_timer, p);
+    p->limiter = rate_limiter_create(cfg->rate, cfg->burst, clock_monotonic_us());
+    if (p->http == NULL || p->retry_read_ev == NULL || p->permit_ev == NULL || p->limiter == NULL)
         goto fail;
     return p;
 fail:
@@ -846,7 +921,10 @@ bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
     redis_options(cfg, "datamartd-writer", &ro);
     if (!redis_client_configure(p->writer, &ro))
         return false;
+    if (!rate_limiter_configure(p->limiter, cfg->rate, cfg->burst, clock_monotonic_us()))
+        return false;
     p->cfg = cfg;
+    permit_grant(p); /* a higher rate may release waiting tasks now */
     reader_kick(p); /* max_inflight may have grown */
     return true;
 }
@@ -860,7 +938,9 @@ void pipeline_drain(struct pipeline *p)
     while (t != NULL) {
         struct task *next = t->next;
 
-        if (t->state == TASK_CLAIM_WAIT)
+        if (t->state == TASK_PERMIT_WAIT)
+            permit_unqueue(p, t);
+        if (t->state == TASK_CLAIM_WAIT || t->state == TASK_PERMIT_WAIT)
             task_done(t);
         t = next;
     }
@@ -946,5 +1026,8 @@ void pipeline_free(struct pipeline *p)
     }
     if (p->retry_read_ev != NULL)
         event_free(p->retry_read_ev);
+    if (p->permit_ev != NULL)
+        event_free(p->permit_ev);
+    rate_limiter_free(p->limiter);
     free(p);
 }
