@@ -159,7 +159,12 @@ static const char *quote(char *dst, const char *s)
 static bool text_is_blank(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    const unsigned char *end = p + strlen(s);
+    const unsigned char *end;
+
+    /* most names start with a visible ASCII character */
+    if (p[0] > ' ' && p[0] < 0x7F)
+        return false;
+    end = p + strlen(s);
 
     while (p < end) {
         uint32_t cp = 0;
@@ -687,6 +692,11 @@ static void DM_PRINTF(2, 3) problem(struct check *c, const char *fmt, ...)
     char message[MESSAGE_CAP];
     va_list ap;
 
+    /* past the limit only the count matters: skip the formatting */
+    if (c->r->count == VALIDATOR_MAX_PROBLEMS) {
+        c->r->dropped++;
+        return;
+    }
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
@@ -748,7 +758,6 @@ struct list {
 
 struct field {
     const char *key;
-    size_t key_len; /* KEY() fills it: lookups compare lengths before bytes */
     enum field_rule rule;
     bool required;
     const char *const *choices; /* NULL-terminated */
@@ -769,8 +778,6 @@ struct shape {
 
 static void object_check(struct check *c, const cJSON *obj, const struct shape *s, size_t index,
                          const uint32_t *first);
-
-#define KEY(k) .key = k, .key_len = sizeof(k) - 1
 
 static const char *choices_text(const struct field *f, char *buf, size_t cap)
 {
@@ -901,11 +908,10 @@ static void value_walk(struct check *c, const cJSON *v)
 /* index of key's field in s, or s->nfields */
 static size_t shape_field(const struct shape *s, const char *key)
 {
-    size_t len = strlen(key);
     size_t f = 0;
 
-    while (f < s->nfields &&
-           (s->fields[f].key_len != len || memcmp(s->fields[f].key, key, len) != 0))
+    /* the first byte settles most comparisons without a call */
+    while (f < s->nfields && (s->fields[f].key[0] != key[0] || strcmp(s->fields[f].key, key) != 0))
         f++;
     return f;
 }
@@ -999,13 +1005,13 @@ enum {
 };
 
 static const struct field column_fields[COLUMN_FIELDS] = {
-    [COLUMN_NAME] = {KEY("name"), .rule = FIELD_TEXT, .required = true},
-    [COLUMN_ALIAS] = {KEY("alias"), .rule = FIELD_STRING},
-    [COLUMN_LABEL] = {KEY("label"), .rule = FIELD_STRING},
-    [COLUMN_IS_HIDE] = {KEY("isHide"), .rule = FIELD_BOOL},
-    [COLUMN_IS_CUSTOM] = {KEY("isCustomColumn"), .rule = FIELD_BOOL},
-    [COLUMN_IS_APPLY_TIMEZONE] = {KEY("isApplyTimezone"), .rule = FIELD_BOOL},
-    [COLUMN_SQL] = {KEY("sql"), .rule = FIELD_STRING},
+    [COLUMN_NAME] = {.key = "name", .rule = FIELD_TEXT, .required = true},
+    [COLUMN_ALIAS] = {.key = "alias", .rule = FIELD_STRING},
+    [COLUMN_LABEL] = {.key = "label", .rule = FIELD_STRING},
+    [COLUMN_IS_HIDE] = {.key = "isHide", .rule = FIELD_BOOL},
+    [COLUMN_IS_CUSTOM] = {.key = "isCustomColumn", .rule = FIELD_BOOL},
+    [COLUMN_IS_APPLY_TIMEZONE] = {.key = "isApplyTimezone", .rule = FIELD_BOOL},
+    [COLUMN_SQL] = {.key = "sql", .rule = FIELD_STRING},
 };
 
 static bool column_identity(const cJSON *obj, const char **a, const char **b)
@@ -1063,12 +1069,15 @@ enum {
 };
 
 static const struct field table_fields[TABLE_FIELDS] = {
-    [TABLE_NAME] = {KEY("name"), .rule = FIELD_TEXT, .required = true},
-    [TABLE_SCHEMA_NAME] = {KEY("schemaName"), .rule = FIELD_TEXT},
-    [TABLE_LABEL] = {KEY("label"), .rule = FIELD_STRING},
-    [TABLE_CLIENT_COLUMN] = {KEY("clientColumn"), .rule = FIELD_TEXT},
-    [TABLE_IS_HIDE] = {KEY("isHide"), .rule = FIELD_BOOL},
-    [TABLE_COLUMNS] = {KEY("columns"), .rule = FIELD_LIST, .required = true, .list = &column_list},
+    [TABLE_NAME] = {.key = "name", .rule = FIELD_TEXT, .required = true},
+    [TABLE_SCHEMA_NAME] = {.key = "schemaName", .rule = FIELD_TEXT},
+    [TABLE_LABEL] = {.key = "label", .rule = FIELD_STRING},
+    [TABLE_CLIENT_COLUMN] = {.key = "clientColumn", .rule = FIELD_TEXT},
+    [TABLE_IS_HIDE] = {.key = "isHide", .rule = FIELD_BOOL},
+    [TABLE_COLUMNS] = {.key = "columns",
+                       .rule = FIELD_LIST,
+                       .required = true,
+                       .list = &column_list},
 };
 
 static bool table_identity(const cJSON *obj, const char **a, const char **b)
@@ -1124,14 +1133,17 @@ enum {
 };
 
 static const struct field tenancy_fields[TENANCY_FIELDS] = {
-    [TENANCY_LEVEL] = {KEY("tenancyLevel"), .rule = FIELD_CHOICE, .required = true,
+    [TENANCY_LEVEL] = {.key = "tenancyLevel",
+                       .rule = FIELD_CHOICE,
+                       .required = true,
                        .choices = tenancy_levels},
-    [TENANCY_CLIENT_COLUMN_TYPE] = {KEY("clientColumnType"), .rule = FIELD_CHOICE,
+    [TENANCY_CLIENT_COLUMN_TYPE] = {.key = "clientColumnType",
+                                    .rule = FIELD_CHOICE,
                                     .choices = client_column_types},
-    [TENANCY_SCHEMA_NAME] = {KEY("schemaName"), .rule = FIELD_TEXT},
-    [TENANCY_TABLE_NAME] = {KEY("tableName"), .rule = FIELD_TEXT},
-    [TENANCY_CLIENT_NAME_COLUMN] = {KEY("tableClientNameColumn"), .rule = FIELD_TEXT},
-    [TENANCY_PRIMARY_KEY_COLUMN] = {KEY("tablePrimaryKeyColumn"), .rule = FIELD_TEXT},
+    [TENANCY_SCHEMA_NAME] = {.key = "schemaName", .rule = FIELD_TEXT},
+    [TENANCY_TABLE_NAME] = {.key = "tableName", .rule = FIELD_TEXT},
+    [TENANCY_CLIENT_NAME_COLUMN] = {.key = "tableClientNameColumn", .rule = FIELD_TEXT},
+    [TENANCY_PRIMARY_KEY_COLUMN] = {.key = "tablePrimaryKeyColumn", .rule = FIELD_TEXT},
 };
 
 /* TABLE tenancy names the client-mapping table: every other field becomes required */
@@ -1164,13 +1176,13 @@ static const struct shape tenancy_shape = {
 };
 
 static const struct field relationship_fields[] = {
-    {KEY("parentTableName"), .rule = FIELD_TEXT, .required = true},
-    {KEY("parentColumnName"), .rule = FIELD_TEXT, .required = true},
-    {KEY("childTableName"), .rule = FIELD_TEXT, .required = true},
-    {KEY("childColumnName"), .rule = FIELD_TEXT, .required = true},
-    {KEY("relationshipName"), .rule = FIELD_TEXT, .required = true},
-    {KEY("cardinality"), .rule = FIELD_CHOICE_OR_NULL, .choices = cardinalities},
-    {KEY("join"), .rule = FIELD_CHOICE_OR_NULL, .choices = joins},
+    {.key = "parentTableName", .rule = FIELD_TEXT, .required = true},
+    {.key = "parentColumnName", .rule = FIELD_TEXT, .required = true},
+    {.key = "childTableName", .rule = FIELD_TEXT, .required = true},
+    {.key = "childColumnName", .rule = FIELD_TEXT, .required = true},
+    {.key = "relationshipName", .rule = FIELD_TEXT, .required = true},
+    {.key = "cardinality", .rule = FIELD_CHOICE_OR_NULL, .choices = cardinalities},
+    {.key = "join", .rule = FIELD_CHOICE_OR_NULL, .choices = joins},
 };
 
 static const struct shape relationship_shape = {
@@ -1187,11 +1199,11 @@ static const struct list relationship_list = {
 enum { BODY_NAME, BODY_DATASOURCE, BODY_TABLES, BODY_TENANCY, BODY_RELATIONSHIPS, BODY_FIELDS };
 
 static const struct field body_fields[BODY_FIELDS] = {
-    [BODY_NAME] = {KEY("name"), .rule = FIELD_TEXT, .required = true},
-    [BODY_DATASOURCE] = {KEY("datasourceName"), .rule = FIELD_TEXT, .required = true},
-    [BODY_TABLES] = {KEY("tableList"), .rule = FIELD_LIST, .required = true, .list = &table_list},
-    [BODY_TENANCY] = {KEY("tenancySettings"), .rule = FIELD_OBJECT, .shape = &tenancy_shape},
-    [BODY_RELATIONSHIPS] = {KEY("relationships"), .rule = FIELD_LIST, .list = &relationship_list},
+    [BODY_NAME] = {.key = "name", .rule = FIELD_TEXT, .required = true},
+    [BODY_DATASOURCE] = {.key = "datasourceName", .rule = FIELD_TEXT, .required = true},
+    [BODY_TABLES] = {.key = "tableList", .rule = FIELD_LIST, .required = true, .list = &table_list},
+    [BODY_TENANCY] = {.key = "tenancySettings", .rule = FIELD_OBJECT, .shape = &tenancy_shape},
+    [BODY_RELATIONSHIPS] = {.key = "relationships", .rule = FIELD_LIST, .list = &relationship_list},
 };
 
 static void body_finish(struct check *c, const cJSON *const *found, size_t index,
@@ -1216,7 +1228,8 @@ static const struct shape body_shape = {
 static void result_check_text(struct validator_result *r, const char *buf, size_t len,
                               size_t max_bytes)
 {
-    struct scan s = {.start = (const unsigned char *)buf};
+    /* no arithmetic on a NULL buffer, even with len 0 */
+    struct scan s = {.start = (const unsigned char *)(len ? buf : "")};
 
     if (len > max_bytes) {
         result_not_json(r, "payload exceeds the limit of %zu bytes", max_bytes);
