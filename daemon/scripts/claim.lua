@@ -30,9 +30,11 @@ if holder and holder ~= entry then
     end
 end
 
--- an earlier claim that is not ours may have sent its request before dying
+-- an earlier claim that is not ours may have sent its request before dying: it counts as an
+-- attempt (the API may have seen it) and makes "already exists" mean our own create
 if inflight and inflight ~= nonce then
     redis.call('HSET', job, 'maybe_sent', '1')
+    attempts = redis.call('HINCRBY', job, 'attempts', 1)
 end
 redis.call('HSET', job, 'state', 'active', 'entry', entry, 'consumer', consumer,
            'started_ms', now)
