@@ -636,6 +636,19 @@ static void task_send(struct task *t)
 
 /* ==== step 5: publish the outcome ==== */
 
+/* Redis is unreachable: the outcome stays in memory (bounded by max_inflight); say so once */
+static void task_hold_outcome(struct task *t)
+{
+    char who[WHO_MAX];
+
+    t->state = TASK_PUBLISH_WAIT;
+    if (t->wait_logged)
+        return;
+    t->wait_logged = true;
+    task_log_id(t, who, sizeof(who));
+    log_warn("%s: Redis unavailable: outcome held in memory until it is back", who);
+}
+
 static void on_publish(struct redis_client *c, struct redisReply *reply, void *arg)
 {
     struct task *t = arg;
@@ -645,14 +658,12 @@ static void on_publish(struct redis_client *c, struct redisReply *reply, void *a
     (void)c;
     if (p->freeing)
         return;
-    t->state = TASK_PUBLISH_WAIT;
-    task_log_id(t, who, sizeof(who));
     if (reply == NULL) {
-        if (!t->wait_logged)
-            log_warn("%s: Redis unavailable: outcome held in memory until it is back", who);
-        t->wait_logged = true;
+        task_hold_outcome(t);
         return;
     }
+    t->state = TASK_PUBLISH_WAIT;
+    task_log_id(t, who, sizeof(who));
     if (reply->type == REDIS_REPLY_ERROR) {
         log_error("%s: publishing the outcome failed: %s", who, reply->str);
         return;
@@ -730,14 +741,10 @@ static void task_publish(struct task *t)
 
     sent = redis_client_eval(p->writer, on_publish, t, 0, p->publish_script, 5, argc, argv, lens);
     strbuf_release(&reply);
-    t->state = sent ? TASK_PUBLISHING : TASK_PUBLISH_WAIT;
-    if (!sent && !t->wait_logged) {
-        char who[WHO_MAX];
-
-        task_log_id(t, who, sizeof(who));
-        log_warn("%s: Redis unavailable: outcome held in memory until it is back", who);
-        t->wait_logged = true;
-    }
+    if (sent)
+        t->state = TASK_PUBLISHING;
+    else
+        task_hold_outcome(t);
 }
 
 /* Resume every task that waits for Redis or for the submitter. */
@@ -981,11 +988,12 @@ void pipeline_describe(const struct pipeline *p, char *buf, size_t len)
 {
     const char *why;
     const char *err = redis_client_last_error(p->writer);
+    bool ready = pipeline_ready(p, &why);
 
-    if (!pipeline_ready(p, &why) && p->cfg->redis_socket && p->cfg->redis_socket[0])
+    if (!ready && p->cfg->redis_socket && p->cfg->redis_socket[0])
         snprintf(buf, len, "waiting for Redis at %s%s%s", p->cfg->redis_socket,
                  err[0] ? ": " : "", err);
-    else if (!pipeline_ready(p, &why))
+    else if (!ready)
         snprintf(buf, len, "waiting for Redis at %s:%d%s%s", p->cfg->redis_host,
                  p->cfg->redis_port, err[0] ? ": " : "", err);
     else

@@ -706,3 +706,21 @@ def test_huge_and_binary_junk_entries_neither_crash_nor_stall_it(stack):
     assert s.mock.stats()["requests"] == 7
     assert_queue_empty(s)
     assert s.daemon.running()
+
+
+# ==== rate limit ====
+
+def test_local_rate_limit_spaces_requests(stack):
+    """rate 10/s, burst 3: the first 3 requests go at once, then one every 100 ms."""
+    s = stack(rate_limit={"rate": 10, "burst": 3})
+    dh.enqueue(s.raw, [{"job_id": f"rl-{i}", "payload": compact(body(f"rl-{i}"))}
+                       for i in range(13)])
+    s.results.wait(13, timeout=15)
+    arrivals = sorted(d["arrival_ms"] for d in s.mock.datamarts()["datamarts"])
+    assert len(arrivals) == 13
+    span = arrivals[-1] - arrivals[0]
+    # 10 permits after the burst need 1 s at 10/s; a burst-less or unlimited daemon is far off
+    assert 950 <= span <= 1400, arrivals
+    for window_start in arrivals:
+        in_window = [a for a in arrivals if window_start <= a < window_start + 1000]
+        assert len(in_window) <= 10 + 3, arrivals
