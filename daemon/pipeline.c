@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api_response.h"
+#include "breaker.h"
 #include "clock.h"
 #include "config.h"
 #include "http_submitter.h"
@@ -17,11 +18,15 @@
 #include "outcome.h"
 #include "rate_limiter.h"
 #include "redis_client.h"
+#include "retry_after.h"
+#include "retry_policy.h"
 #include "strbuf.h"
 #include "validator.h"
 
 #include "claim_lua.h"
+#include "lease_lua.h"
 #include "publish_lua.h"
+#include "retry_lua.h"
 
 #define API_PATH "/api/v2/data-app/datamarts"
 #define READ_BLOCK_MS 2000
@@ -35,8 +40,12 @@
 /* "job_id=... tenant=... entry=...", the tenant escaped at up to 4 bytes per byte */
 #define WHO_MAX (JOB_ID_MAX + 4 * JOB_TENANT_MAX + JOB_ENTRY_ID_MAX + 32)
 #define LAG_POLL_TICKS 5
-/* envelope (7 script args + 5 keys) plus the outcome's field/value pairs */
-#define PUBLISH_ARGC_MAX (16 + 2 * OUTCOME_MAX_FIELDS)
+/* 7 keys and 14 script arguments, then the outcome's field/value pairs */
+#define PUBLISH_ARGC_MAX (21 + 2 * OUTCOME_MAX_FIELDS)
+#define HOUSEKEEPING_MS 100
+#define RETRY_MOVE_BATCH "100"
+/* a 429 without Retry-After still pauses everyone this long */
+#define RATE_LIMITED_PAUSE_MS 1000
 
 enum task_state {
     TASK_PERMIT_WAIT,  /* valid, queued for a rate-limit permit (nothing claimed yet) */
@@ -48,6 +57,12 @@ enum task_state {
     TASK_PUBLISHING,
 };
 
+enum publish_mode {
+    PUBLISH_FINAL,     /* the job's outcome */
+    PUBLISH_DUPLICATE, /* a finished job's outcome again, for a repeated job_id */
+    PUBLISH_RETRY,     /* park the job in P:retry until its next attempt */
+};
+
 /* One job held by this process, from the read of its entry to the ack of its outcome. */
 struct task {
     struct task *prev, *next;
@@ -55,11 +70,15 @@ struct task {
     struct pipeline *p;
     struct job *job;
     enum task_state state;
+    enum publish_mode mode;
     bool will_send;  /* passed local validation */
-    bool duplicate;  /* re-publishing a finished job's outcome */
+    bool claimed;    /* the claim script made this entry the job's holder */
+    bool probe;      /* the breaker's one test request */
     bool maybe_sent; /* an earlier attempt may have reached the API */
     bool wait_logged;
     int attempts_before;
+    int64_t first_seen_ms;
+    int64_t due_ms; /* PUBLISH_RETRY: when the next attempt is due */
     char nonce[192];
     char name[API_ID_MAX]; /* the payload's name: the datamart id of a recovered create */
     struct outcome outcome;
@@ -73,11 +92,16 @@ struct pipeline {
     struct redis_client *writer; /* claims, outcomes, housekeeping */
     int claim_script;
     int publish_script;
+    int lease_script;
+    int retry_script;
     struct http_submitter *http;
     struct event *retry_read_ev;
     struct rate_limiter *limiter;
     struct event *permit_ev;
     struct task *permit_head, *permit_tail;
+    struct breaker *breaker;
+    struct retry_policy *retry_policy;
+    struct event *housekeeping_ev;
 
     /* identity: fixed for the life of the process (a reload cannot move the queue) */
     char prefix[128];
@@ -85,6 +109,9 @@ struct pipeline {
     char consumer[128];
     char jobs_key[KEY_MAX];
     char results_key[KEY_MAX];
+    char retry_key[KEY_MAX];
+    char dead_key[KEY_MAX];
+    char paused_key[KEY_MAX];
 
     struct task *tasks;
     size_t held;
@@ -100,6 +127,12 @@ struct pipeline {
     bool freeing;
     bool lag_outstanding;
     unsigned ticks;
+
+    /* housekeeping: each runs at most one command at a time */
+    bool paused; /* P:paused exists: start no new jobs */
+    bool pause_outstanding, mover_outstanding, lease_outstanding, autoclaim_outstanding;
+    uint64_t next_lease_us, next_autoclaim_us, next_pause_check_us;
+    char autoclaim_cursor[JOB_ENTRY_ID_MAX + 1];
 };
 
 static void reader_kick(struct pipeline *p);
@@ -149,13 +182,18 @@ static void task_done(struct task *t)
     reader_kick(p);
 }
 
+static struct task *task_find(const struct pipeline *p, const char *entry_id, size_t len)
+{
+    for (struct task *t = p->tasks; t != NULL; t = t->next) {
+        if (strlen(t->job->entry_id) == len && memcmp(t->job->entry_id, entry_id, len) == 0)
+            return t;
+    }
+    return NULL;
+}
+
 static bool task_held(const struct pipeline *p, const char *entry_id, size_t len)
 {
-    for (const struct task *t = p->tasks; t != NULL; t = t->next) {
-        if (strlen(t->job->entry_id) == len && memcmp(t->job->entry_id, entry_id, len) == 0)
-            return true;
-    }
-    return false;
+    return task_find(p, entry_id, len) != NULL;
 }
 
 /* ==== step 1: read entries ==== */
@@ -349,6 +387,9 @@ static void reader_kick(struct pipeline *p)
 
     if (p->draining || p->freeing || p->read_outstanding)
         return;
+    /* paused by an operator, or the API is failing: pull no new jobs */
+    if (p->paused || breaker_state(p->breaker) != BREAKER_STATE_CLOSED)
+        return;
     if (redis_client_state(p->reader) != REDIS_CLIENT_CONNECTED)
         return;
     if (!p->group_ready) {
@@ -399,17 +440,41 @@ static void permit_arm(struct pipeline *p)
 /* Hand out permits in arrival order; re-arm the timer for the next one. */
 static void permit_grant(struct pipeline *p)
 {
-    while (p->permit_head != NULL && rate_limiter_try_acquire(p->limiter, clock_monotonic_us())) {
+    while (p->permit_head != NULL && !p->paused && !p->draining) {
+        uint64_t now_us = clock_monotonic_us();
+        enum breaker_permit permit = breaker_allow(p->breaker, (int64_t)(now_us / 1000));
         struct task *t = p->permit_head;
 
+        if (permit == BREAKER_PERMIT_DENY) {
+            int64_t next = breaker_next_probe_ms(p->breaker);
+
+            /* no probe scheduled: the one in flight calls us back with its result */
+            if (next >= 0) {
+                int64_t wait_ms = next - (int64_t)(now_us / 1000);
+                struct timeval tv = {(time_t)(wait_ms > 0 ? wait_ms / 1000 : 0),
+                                     (suseconds_t)(wait_ms > 0 ? (wait_ms % 1000) * 1000 : 0)};
+
+                event_add(p->permit_ev, &tv);
+            }
+            return;
+        }
+        if (!rate_limiter_try_acquire(p->limiter, now_us)) {
+            if (permit == BREAKER_PERMIT_PROBE)
+                breaker_probe_cancel(p->breaker);
+            permit_arm(p);
+            return;
+        }
         p->permit_head = t->permit_next;
         if (p->permit_head == NULL)
             p->permit_tail = NULL;
         t->permit_next = NULL;
-        task_claim(t);
+        t->probe = permit == BREAKER_PERMIT_PROBE;
+        /* a job held back by an auth pause keeps its claim: it only needs sending again */
+        if (t->claimed)
+            task_send(t);
+        else
+            task_claim(t);
     }
-    if (p->permit_head != NULL)
-        permit_arm(p);
 }
 
 static void on_permit_timer(evutil_socket_t fd, short what, void *arg)
@@ -431,6 +496,18 @@ static void task_queue_for_permit(struct task *t)
     p->permit_tail = t;
     if (p->permit_head == t)
         permit_grant(p);
+}
+
+/* Put a claimed task back at the head of the queue: it goes first once sending resumes. */
+static void task_requeue_first(struct task *t)
+{
+    struct pipeline *p = t->p;
+
+    t->state = TASK_PERMIT_WAIT;
+    t->permit_next = p->permit_head;
+    p->permit_head = t;
+    if (p->permit_tail == NULL)
+        p->permit_tail = t;
 }
 
 /* Take a task out of the permit queue (shutdown drops it before it is claimed). */
@@ -485,9 +562,16 @@ static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg
         return; /* tried again at the next tick */
     }
     verdict = reply->element[0]->str;
-    if (strcmp(verdict, "claimed") == 0 && reply->elements == 3) {
+    if (t->probe && (strcmp(verdict, "claimed") != 0 || !t->will_send)) {
+        breaker_probe_cancel(p->breaker); /* this job will not test the API after all */
+        t->probe = false;
+        permit_grant(p);
+    }
+    if (strcmp(verdict, "claimed") == 0 && reply->elements == 4) {
+        t->claimed = true;
         t->attempts_before = (int)reply->element[1]->integer;
         t->maybe_sent = reply->element[2]->integer != 0;
+        t->first_seen_ms = reply->element[3]->integer;
         if (t->will_send)
             task_send(t);
         else
@@ -500,7 +584,7 @@ static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg
                 return;
             }
         }
-        t->duplicate = true;
+        t->mode = PUBLISH_DUPLICATE;
         t->outcome.duplicate = true;
         log_info("%s: job_id already finished (%s): publishing its outcome again", who,
                  outcome_status_name(t->outcome.status));
@@ -556,6 +640,33 @@ static enum api_transport transport_of(enum http_outcome o)
     }
 }
 
+/* Tell the operator, once per change, why submissions stopped or resumed. */
+static void breaker_changed(struct pipeline *p, const struct api_classification *c)
+{
+    if (breaker_state(p->breaker) == BREAKER_STATE_CLOSED) {
+        log_info("API accepts requests again: resuming submissions");
+        reader_kick(p);
+    } else if (breaker_reason(p->breaker) == BREAKER_REASON_AUTH) {
+        log_error("API rejected the credentials (%s: %s): ALL submissions paused; probing one "
+                  "request at a time; install a new token and send SIGHUP",
+                  c->code, c->message);
+    } else {
+        log_warn("circuit breaker open after sustained transient failures (last %s: %s): no new "
+                 "jobs are started; probing one request at a time",
+                 c->code, c->message);
+    }
+}
+
+/* A 429 pauses every submission until its Retry-After, not only this job's. */
+static void rate_limited(struct pipeline *p, int64_t retry_after_ms)
+{
+    int64_t pause_ms = retry_after_ms >= 0 ? retry_after_ms : RATE_LIMITED_PAUSE_MS;
+
+    rate_limiter_pause_until(p->limiter, clock_monotonic_us() + (uint64_t)pause_ms * 1000u);
+    log_warn("API answered 429: submissions paused for %lld ms", (long long)pause_ms);
+}
+
+/* The job's final outcome from a definite answer. */
 static void task_decide(struct task *t, const struct api_classification *c)
 {
     struct outcome *o = &t->outcome;
@@ -580,10 +691,23 @@ static void task_decide(struct task *t, const struct api_classification *c)
         break;
     case API_VERDICT_TRANSIENT:
     case API_VERDICT_AUTH:
-        outcome_set_api(o, OUTCOME_DEAD, c);
+        outcome_set_api(o, OUTCOME_DEAD, c); /* the caller gave up on it */
         break;
     }
     outcome_redact(o, t->p->cfg->api_token);
+}
+
+/* A transient failure: park the job in P:retry, or give up on it. */
+static void task_retry_or_die(struct task *t, const struct api_classification *c,
+                              int64_t retry_after_ms)
+{
+    struct pipeline *p = t->p;
+    int64_t now = clock_realtime_ms();
+
+    task_decide(t, c);
+    if (retry_policy_decide(p->retry_policy, t->outcome.attempts, t->first_seen_ms, now,
+                            retry_after_ms, &t->due_ms) == RETRY_DECISION_RETRY)
+        t->mode = PUBLISH_RETRY;
 }
 
 static void on_http_done(void *arg, const struct http_result *res)
@@ -592,11 +716,17 @@ static void on_http_done(void *arg, const struct http_result *res)
     struct pipeline *p = t->p;
     struct api_answer answer;
     struct api_classification c;
+    int64_t now_ms = (int64_t)(clock_monotonic_us() / 1000);
+    int64_t retry_after_ms = -1;
+    bool probe = t->probe;
     char who[WHO_MAX];
 
     p->sending--;
+    t->probe = false;
     update_gauges(p);
     if (res->outcome == HTTP_OUTCOME_ABORTED) {
+        if (probe)
+            breaker_probe_cancel(p->breaker);
         task_done(t); /* shutdown: the entry stays pending for the next start */
         return;
     }
@@ -607,12 +737,42 @@ static void on_http_done(void *arg, const struct http_result *res)
     answer.body_len = res->body_len;
     answer.transport_error = res->error;
     api_response_classify(&answer, &c);
+    if (res->retry_after != NULL &&
+        !retry_after_parse(res->retry_after, clock_realtime_ms(), &retry_after_ms))
+        retry_after_ms = -1;
+    task_log_id(t, who, sizeof(who));
+
+    if (c.verdict == API_VERDICT_AUTH) {
+        if (breaker_auth_fault(p->breaker, probe, now_ms))
+            breaker_changed(p, &c);
+        if (clock_realtime_ms() - t->first_seen_ms <= p->cfg->max_age_s * 1000) {
+            /* a credential fault is the daemon's, not the job's: it waits, attempt unspent */
+            log_info("%s: held back: %s (%s)", who, c.code, c.message);
+            task_requeue_first(t);
+            permit_grant(p);
+            return;
+        }
+    }
     t->outcome.attempts = t->attempts_before + (res->request_sent ? 1 : 0);
     t->outcome.finished_ms = clock_realtime_ms();
-    task_decide(t, &c);
+    if (c.verdict == API_VERDICT_TRANSIENT) {
+        if (breaker_transient_failure(p->breaker, probe, now_ms))
+            breaker_changed(p, &c);
+        if (res->status == 429)
+            rate_limited(p, retry_after_ms);
+        task_retry_or_die(t, &c, retry_after_ms);
+    } else {
+        if (c.verdict != API_VERDICT_AUTH && breaker_success(p->breaker, probe))
+            breaker_changed(p, &c);
+        task_decide(t, &c);
+    }
+    permit_grant(p); /* a probe's result may have reopened the gate */
 
-    task_log_id(t, who, sizeof(who));
-    if (t->outcome.status == OUTCOME_CREATED)
+    if (t->mode == PUBLISH_RETRY)
+        log_info("%s: attempt %d failed, %s: %s (HTTP %ld, %.3f s); next attempt in %lld ms", who,
+                 t->outcome.attempts, c.code, t->outcome.error_message, res->status, res->total_s,
+                 (long long)(t->due_ms - clock_realtime_ms()));
+    else if (t->outcome.status == OUTCOME_CREATED)
         log_info("%s: created datamart %s%s (HTTP %ld, %.3f s)", who, t->outcome.datamart_id,
                  t->outcome.recovered ? " (recovered after a lost answer)" : "", res->status,
                  res->total_s);
@@ -670,7 +830,9 @@ static void on_publish(struct redis_client *c, struct redisReply *reply, void *a
     }
     if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_STRING) {
         if (strcmp(reply->str, "ok") == 0) {
-            metrics_job_finished(p->metrics, t->outcome.status, t->duplicate);
+            if (t->mode != PUBLISH_RETRY)
+                metrics_job_finished(p->metrics, t->outcome.status,
+                                     t->mode == PUBLISH_DUPLICATE);
         } else {
             log_warn("%s: outcome not published: the entry is no longer pending for %s "
                      "(already published, or taken over)",
@@ -688,14 +850,16 @@ static void task_publish(struct task *t)
     struct outcome_render r;
     struct strbuf reply;
     char job_key[KEY_MAX], batch_key[KEY_MAX], reply_key[KEY_MAX];
-    char ttl[24], maxlen[24], reply_ttl[24], now[24];
+    char ttl[24], maxlen[24], reply_ttl[24], now[24], due[24], attempts[24], http_status[24];
+    static const char *const modes[] = {"final", "duplicate", "retry"};
+    bool dead = t->mode == PUBLISH_FINAL && t->outcome.status == OUTCOME_DEAD;
     const char *argv[PUBLISH_ARGC_MAX];
     size_t lens[PUBLISH_ARGC_MAX];
     int argc = 0;
     bool sent;
 
     strbuf_init(&reply);
-    if (t->job->reply_to[0] != '\0')
+    if (t->job->reply_to[0] != '\0' && t->mode != PUBLISH_RETRY)
         outcome_render_json(&t->outcome, t->job, &reply);
     if (reply.failed) {
         strbuf_release(&reply);
@@ -712,6 +876,7 @@ static void task_publish(struct task *t)
     snprintf(maxlen, sizeof(maxlen), "%ld", cfg->results_maxlen);
     snprintf(reply_ttl, sizeof(reply_ttl), "%ld", cfg->reply_ttl_s);
     snprintf(now, sizeof(now), "%lld", (long long)clock_realtime_ms());
+    snprintf(due, sizeof(due), "%lld", (long long)t->due_ms);
 
 #define ARG(s, n) (argv[argc] = (s), lens[argc] = (n), argc++)
 #define ARGS(s) ARG((s), strlen(s))
@@ -720,10 +885,12 @@ static void task_publish(struct task *t)
     ARGS(p->results_key);
     ARGS(t->job->batch[0] ? batch_key : p->jobs_key);
     ARGS(t->job->reply_to[0] ? reply_key : p->jobs_key);
+    ARGS(p->retry_key);
+    ARGS(p->dead_key);
     ARGS(p->group);
     ARGS(t->job->entry_id);
     ARGS(p->consumer);
-    ARGS(t->duplicate ? "duplicate" : "final");
+    ARGS(modes[t->mode]);
     ARGS(ttl);
     ARGS(maxlen);
     ARGS(reply_ttl);
@@ -731,15 +898,49 @@ static void task_publish(struct task *t)
     ARGS(t->job->batch);
     ARGS(outcome_status_name(t->outcome.status));
     ARGS(now);
-    outcome_render_fields(&t->outcome, t->job, &r);
-    for (size_t i = 0; i < r.count; i++) {
-        ARGS(r.fields[i].name);
-        ARG(r.fields[i].value, r.fields[i].len);
+    ARGS(t->job->job_id);
+    if (t->mode == PUBLISH_RETRY) {
+        /* the job hash carries the envelope while the stream entry is gone */
+        ARGS(due);
+        ARGS("");
+        snprintf(attempts, sizeof(attempts), "%d", t->outcome.attempts);
+        snprintf(http_status, sizeof(http_status), "%ld", t->outcome.http_status);
+        ARGS("attempts");
+        ARGS(attempts);
+        ARGS("payload");
+        ARG(t->job->payload, t->job->payload_len);
+        ARGS("last_error_code");
+        ARGS(t->outcome.error_code);
+        ARGS("last_error_message");
+        ARGS(t->outcome.error_message);
+        ARGS("last_http_status");
+        ARGS(http_status);
+        if (t->job->tenant_len > 0) {
+            ARGS("tenant");
+            ARG(t->job->tenant, t->job->tenant_len);
+        }
+        if (t->job->batch[0] != '\0') {
+            ARGS("batch");
+            ARGS(t->job->batch);
+        }
+        if (t->job->reply_to[0] != '\0') {
+            ARGS("reply_to");
+            ARGS(t->job->reply_to);
+        }
+    } else {
+        /* a dead letter keeps the payload so it can be requeued */
+        ARG(dead ? t->job->payload : "", dead ? t->job->payload_len : 0);
+        ARGS(dead ? t->job->reply_to : "");
+        outcome_render_fields(&t->outcome, t->job, &r);
+        for (size_t i = 0; i < r.count; i++) {
+            ARGS(r.fields[i].name);
+            ARG(r.fields[i].value, r.fields[i].len);
+        }
     }
 #undef ARGS
 #undef ARG
 
-    sent = redis_client_eval(p->writer, on_publish, t, 0, p->publish_script, 5, argc, argv, lens);
+    sent = redis_client_eval(p->writer, on_publish, t, 0, p->publish_script, 7, argc, argv, lens);
     strbuf_release(&reply);
     if (sent)
         t->state = TASK_PUBLISHING;
@@ -784,6 +985,203 @@ static void on_redis_state(struct redis_client *c, enum redis_client_state state
         reader_kick(p);
     } else {
         resume_waiting(p);
+    }
+}
+
+/* ==== housekeeping: retries, leases, takeover, pause ==== */
+
+static void on_retries_moved(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct pipeline *p = arg;
+
+    (void)c;
+    p->mover_outstanding = false;
+    if (p->freeing || reply == NULL)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR)
+        log_error("moving due retries failed: %s", reply->str);
+    else if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        log_debug("%lld due retries moved back to %s", reply->integer, p->jobs_key);
+}
+
+/* due retries go back to the stream, where any free instance takes them */
+static void move_due_retries(struct pipeline *p)
+{
+    char now[24];
+    const char *argv[5];
+
+    if (p->mover_outstanding)
+        return;
+    snprintf(now, sizeof(now), "%lld", (long long)clock_realtime_ms());
+    argv[0] = p->retry_key;
+    argv[1] = p->jobs_key;
+    argv[2] = p->prefix;
+    argv[3] = now;
+    argv[4] = RETRY_MOVE_BATCH;
+    p->mover_outstanding =
+        redis_client_eval(p->writer, on_retries_moved, p, 0, p->retry_script, 2, 5, argv, NULL);
+}
+
+static void on_lease_renewed(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct pipeline *p = arg;
+
+    (void)c;
+    p->lease_outstanding = false;
+    if (p->freeing || reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+            log_error("renewing leases failed: %s", reply->str);
+        return;
+    }
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *id = reply->element[i];
+        struct task *t = task_find(p, id->str, id->len);
+
+        if (t == NULL)
+            continue;
+        log_warn("entry %s (job_id=%s) now belongs to another consumer: %s", t->job->entry_id,
+                 t->job->job_id,
+                 t->state == TASK_SENDING ? "its late answer will be dropped" : "dropped here");
+        /* a job not yet sent is simply left to its new owner */
+        if (t->state == TASK_PERMIT_WAIT) {
+            permit_unqueue(p, t);
+            task_done(t);
+        } else if (t->state == TASK_CLAIM_WAIT) {
+            task_done(t);
+        }
+    }
+}
+
+/* XCLAIM ... JUSTID our own entries, so a slow request is never taken over */
+static void renew_leases(struct pipeline *p)
+{
+    const char **argv;
+    int argc = 0;
+
+    if (p->lease_outstanding || p->held == 0)
+        return;
+    argv = malloc((p->held + 3) * sizeof(*argv));
+    if (argv == NULL)
+        return;
+    argv[argc++] = p->jobs_key;
+    argv[argc++] = p->group;
+    argv[argc++] = p->consumer;
+    for (struct task *t = p->tasks; t != NULL; t = t->next)
+        argv[argc++] = t->job->entry_id;
+    p->lease_outstanding =
+        redis_client_eval(p->writer, on_lease_renewed, p, 0, p->lease_script, 1, argc, argv, NULL);
+    free(argv);
+}
+
+static void on_autoclaim(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct pipeline *p = arg;
+    const redisReply *entries;
+
+    (void)c;
+    p->autoclaim_outstanding = false;
+    if (p->freeing || reply == NULL)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        if (reply->type == REDIS_REPLY_ERROR)
+            log_error("taking over idle entries failed: %s", reply->str);
+        return;
+    }
+    snprintf(p->autoclaim_cursor, sizeof(p->autoclaim_cursor), "%s", reply->element[0]->str);
+    entries = reply->element[1];
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+            task_held(p, e->element[0]->str, e->element[0]->len))
+            continue;
+        if (e->element[1]->type != REDIS_REPLY_ARRAY) {
+            ack_deleted_entry(p, e->element[0]->str);
+            continue;
+        }
+        log_info("took over entry %s: its consumer was silent for over %ld ms",
+                 e->element[0]->str, p->cfg->claim_idle_ms);
+        task_start(p, e->element[0], e->element[1]);
+    }
+}
+
+/* take over entries whose consumer went silent (crashed, partitioned) */
+static void take_over_idle(struct pipeline *p)
+{
+    char idle[24], count[24];
+    size_t max = (size_t)p->cfg->max_inflight;
+    const char *argv[9];
+
+    if (p->autoclaim_outstanding || p->held >= max || p->paused || p->draining ||
+        breaker_state(p->breaker) != BREAKER_STATE_CLOSED)
+        return;
+    snprintf(idle, sizeof(idle), "%ld", p->cfg->claim_idle_ms);
+    snprintf(count, sizeof(count), "%zu", max - p->held);
+    argv[0] = "XAUTOCLAIM";
+    argv[1] = p->jobs_key;
+    argv[2] = p->group;
+    argv[3] = p->consumer;
+    argv[4] = idle;
+    argv[5] = p->autoclaim_cursor;
+    argv[6] = "COUNT";
+    argv[7] = count;
+    p->autoclaim_outstanding =
+        redis_client_command(p->writer, on_autoclaim, p, 0, 8, argv, NULL);
+}
+
+static void on_pause_checked(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct pipeline *p = arg;
+    bool paused;
+
+    (void)c;
+    p->pause_outstanding = false;
+    if (p->freeing || reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+        return;
+    paused = reply->integer != 0;
+    if (paused == p->paused)
+        return;
+    p->paused = paused;
+    log_warn("%s %s", p->paused_key,
+             paused ? "exists: paused by an operator: no new jobs start" : "is gone: resuming");
+    if (paused)
+        return;
+    reader_kick(p);
+    permit_grant(p);
+}
+
+static void check_pause(struct pipeline *p)
+{
+    const char *argv[] = {"EXISTS", p->paused_key};
+
+    if (!p->pause_outstanding)
+        p->pause_outstanding =
+            redis_client_command(p->writer, on_pause_checked, p, 0, 2, argv, NULL);
+}
+
+static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+    struct pipeline *p = arg;
+    uint64_t now = clock_monotonic_us();
+    uint64_t lease_every = (uint64_t)p->cfg->claim_idle_ms * 1000u / 3u;
+
+    (void)fd;
+    (void)what;
+    if (p->freeing || redis_client_state(p->writer) != REDIS_CLIENT_CONNECTED)
+        return;
+    move_due_retries(p);
+    if (now >= p->next_lease_us) {
+        renew_leases(p);
+        p->next_lease_us = now + lease_every;
+    }
+    if (now >= p->next_autoclaim_us) {
+        take_over_idle(p);
+        p->next_autoclaim_us = now + lease_every;
+    }
+    if (now >= p->next_pause_check_us) {
+        check_pause(p);
+        p->next_pause_check_us = now + 1000000u;
     }
 }
 
@@ -864,10 +1262,21 @@ static bool http_options(const struct config *cfg, char *url, size_t urllen,
     return n > 0 && (size_t)n < urllen;
 }
 
+static void breaker_options(const struct config *cfg, struct breaker_settings *b)
+{
+    b->enabled = cfg->breaker_enabled;
+    b->consecutive = cfg->breaker_consecutive;
+    b->failure_ratio = cfg->breaker_failure_ratio;
+    b->window = cfg->breaker_window;
+    b->probe_interval_ms = cfg->breaker_probe_interval_ms;
+    b->probe_max_ms = cfg->breaker_probe_max_ms;
+}
+
 struct pipeline *pipeline_create(struct event_base *base, const struct config *cfg,
                                  struct metrics *metrics)
 {
     struct pipeline *p = calloc(1, sizeof(*p));
+    struct breaker_settings bs;
     struct redis_client_options ro;
     struct http_submitter_options ho;
     char url[2048];
@@ -877,11 +1286,15 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
     p->base = base;
     p->cfg = cfg;
     p->metrics = metrics;
+    breaker_options(cfg, &bs);
     snprintf(p->prefix, sizeof(p->prefix), "%s", cfg->prefix);
     snprintf(p->group, sizeof(p->group), "%s", cfg->group);
     snprintf(p->consumer, sizeof(p->consumer), "%s", cfg->consumer);
-    if (!build_key(p->jobs_key, p, "jobs", "") || !build_key(p->results_key, p, "results", ""))
+    if (!build_key(p->jobs_key, p, "jobs", "") || !build_key(p->results_key, p, "results", "") ||
+        !build_key(p->retry_key, p, "retry", "") || !build_key(p->dead_key, p, "dead", "") ||
+        !build_key(p->paused_key, p, "paused", ""))
         goto fail;
+    snprintf(p->autoclaim_cursor, sizeof(p->autoclaim_cursor), "0-0");
 
     redis_options(cfg, "datamartd-reader", &ro);
     p->reader = redis_client_create(base, &ro, on_redis_state, p);
@@ -891,7 +1304,10 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
         goto fail;
     p->claim_script = redis_client_add_script(p->writer, claim_lua);
     p->publish_script = redis_client_add_script(p->writer, publish_lua);
-    if (p->claim_script < 0 || p->publish_script < 0)
+    p->lease_script = redis_client_add_script(p->writer, lease_lua);
+    p->retry_script = redis_client_add_script(p->writer, retry_lua);
+    if (p->claim_script < 0 || p->publish_script < 0 || p->lease_script < 0 ||
+        p->retry_script < 0)
         goto fail;
     if (!http_options(cfg, url, sizeof(url), &ho))
         goto fail;
@@ -899,7 +1315,14 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
     p->retry_read_ev = evtimer_new(base, on_retry_read, p);
     p->permit_ev = evtimer_new(base, on_permit_timer, p);
     p->limiter = rate_limiter_create(cfg->rate, cfg->burst, clock_monotonic_us());
-    if (p->http == NULL || p->retry_read_ev == NULL || p->permit_ev == NULL || p->limiter == NULL)
+    p->breaker = breaker_create(&bs);
+    p->retry_policy = retry_policy_create(cfg->backoff_base_ms, cfg->backoff_max_ms,
+                                          cfg->max_attempts, cfg->max_age_s,
+                                          clock_monotonic_us() ^ (uint64_t)getpid());
+    p->housekeeping_ev = event_new(base, -1, EV_PERSIST, on_housekeeping, p);
+    if (p->http == NULL || p->retry_read_ev == NULL || p->permit_ev == NULL ||
+        p->limiter == NULL || p->breaker == NULL || p->retry_policy == NULL ||
+        p->housekeeping_ev == NULL)
         goto fail;
     return p;
 fail:
@@ -909,6 +1332,10 @@ fail:
 
 bool pipeline_start(struct pipeline *p)
 {
+    const struct timeval every = {0, HOUSEKEEPING_MS * 1000};
+
+    if (event_add(p->housekeeping_ev, &every) != 0)
+        return false;
     return redis_client_start(p->writer) && redis_client_start(p->reader);
 }
 
@@ -928,8 +1355,19 @@ bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
     redis_options(cfg, "datamartd-writer", &ro);
     if (!redis_client_configure(p->writer, &ro))
         return false;
-    if (!rate_limiter_configure(p->limiter, cfg->rate, cfg->burst, clock_monotonic_us()))
+    struct breaker_settings bs;
+    bool new_token = strcmp(cfg->api_token, p->cfg->api_token) != 0;
+
+    breaker_options(cfg, &bs);
+    if (!rate_limiter_configure(p->limiter, cfg->rate, cfg->burst, clock_monotonic_us()) ||
+        !breaker_configure(p->breaker, &bs) ||
+        !retry_policy_configure(p->retry_policy, cfg->backoff_base_ms, cfg->backoff_max_ms,
+                                cfg->max_attempts, cfg->max_age_s))
         return false;
+    if (new_token && breaker_reason(p->breaker) == BREAKER_REASON_AUTH) {
+        log_info("reload: new API token: resuming submissions");
+        breaker_reset(p->breaker);
+    }
     p->cfg = cfg;
     permit_grant(p); /* a higher rate may release waiting tasks now */
     reader_kick(p); /* max_inflight may have grown */
@@ -980,6 +1418,14 @@ bool pipeline_ready(const struct pipeline *p, const char **why)
         *why = "consumer group not ready";
         return false;
     }
+    if (breaker_reason(p->breaker) == BREAKER_REASON_AUTH) {
+        *why = "paused: the API rejects the token; probing; install a new token and reload";
+        return false;
+    }
+    if (breaker_state(p->breaker) != BREAKER_STATE_CLOSED) {
+        *why = "circuit breaker open: the API keeps failing; probing";
+        return false;
+    }
     *why = "ready";
     return true;
 }
@@ -996,6 +1442,9 @@ void pipeline_describe(const struct pipeline *p, char *buf, size_t len)
     else if (!ready)
         snprintf(buf, len, "waiting for Redis at %s:%d%s%s", p->cfg->redis_host,
                  p->cfg->redis_port, err[0] ? ": " : "", err);
+    else if (breaker_state(p->breaker) != BREAKER_STATE_CLOSED || p->paused)
+        snprintf(buf, len, "%s; %zu jobs held, %zu requests in flight",
+                 p->paused ? "paused by an operator" : why, p->held, p->sending);
     else
         snprintf(buf, len, "%s%zu jobs held, %zu requests in flight; %llu created, %llu failed, "
                  "%llu dead",
@@ -1036,6 +1485,10 @@ void pipeline_free(struct pipeline *p)
         event_free(p->retry_read_ev);
     if (p->permit_ev != NULL)
         event_free(p->permit_ev);
+    if (p->housekeeping_ev != NULL)
+        event_free(p->housekeeping_ev);
     rate_limiter_free(p->limiter);
+    breaker_free(p->breaker);
+    retry_policy_free(p->retry_policy);
     free(p);
 }

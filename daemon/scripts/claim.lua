@@ -2,7 +2,8 @@
 -- KEYS[1] P:job:<job_id>   KEYS[2] P:jobs
 -- ARGV[1] group  ARGV[2] entry id  ARGV[3] consumer  ARGV[4] now_ms
 -- ARGV[5] nonce of this claim ("" when no request will be sent: the payload failed locally)
--- Returns {'claimed', attempts so far, maybe_sent} | {'finished', field, value, ...}
+-- Returns {'claimed', attempts so far, maybe_sent, first_seen_ms}
+--       | {'finished', field, value, ...}
 --       | {'dropped', holder entry} | {'stale'}
 local job, jobs = KEYS[1], KEYS[2]
 local group, entry, consumer, now, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -38,8 +39,10 @@ if inflight and inflight ~= nonce then
 end
 redis.call('HSET', job, 'state', 'active', 'entry', entry, 'consumer', consumer,
            'started_ms', now)
+redis.call('HSETNX', job, 'first_seen_ms', now)
 if nonce ~= '' then
     redis.call('HSET', job, 'inflight', nonce)
 end
 redis.call('PERSIST', job)
-return {'claimed', attempts, redis.call('HGET', job, 'maybe_sent') == '1' and 1 or 0}
+local seen = redis.call('HMGET', job, 'maybe_sent', 'first_seen_ms')
+return {'claimed', attempts, seen[1] == '1' and 1 or 0, tonumber(seen[2])}

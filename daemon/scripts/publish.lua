@@ -1,15 +1,19 @@
--- Publish a job's outcome and release its stream entry, in one atomic step.
+-- Settle one attempt of a job and release its stream entry, in one atomic step.
 -- KEYS[1] P:job:<job_id>  KEYS[2] P:jobs  KEYS[3] P:results  KEYS[4] P:batch:<batch> or P:jobs
--- KEYS[5] P:reply:<reply_to> or P:jobs
--- ARGV[1] group  ARGV[2] entry id  ARGV[3] consumer  ARGV[4] mode: 'final' | 'duplicate'
+-- KEYS[5] P:reply:<reply_to> or P:jobs  KEYS[6] P:retry  KEYS[7] P:dead
+-- ARGV[1] group  ARGV[2] entry id  ARGV[3] consumer
+-- ARGV[4] mode: 'final' (the outcome) | 'duplicate' (an outcome again) | 'retry' (park the job)
 -- ARGV[5] result_ttl_s  ARGV[6] results_maxlen  ARGV[7] reply_ttl_s  ARGV[8] reply JSON or ''
--- ARGV[9] batch id or ''  ARGV[10] status  ARGV[11] now_ms
--- ARGV[12..] the outcome's field/value pairs
+-- ARGV[9] batch id or ''  ARGV[10] status  ARGV[11] now_ms  ARGV[12] job_id
+-- ARGV[13] retry: due ms; final dead: the payload; else ''
+-- ARGV[14] final dead: reply_to or ''
+-- ARGV[15..] field/value pairs: the outcome ('final', 'duplicate') or the job hash fields ('retry')
 -- Returns 'ok' | 'stale'
 local job, jobs, results, batch, reply = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local retry, dead = KEYS[6], KEYS[7]
 local group, entry, consumer, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, maxlen, reply_ttl, reply_json = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local batch_id, status, now = ARGV[9], ARGV[10], ARGV[11]
+local batch_id, status, now, job_id = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 
 -- fencing: a worker that lost its entry to another consumer must not publish
 local pel = redis.call('XPENDING', jobs, group, entry, entry, 1)
@@ -18,16 +22,38 @@ if #pel == 0 or pel[1][2] ~= consumer then
 end
 
 local fields = {}
-for i = 12, #ARGV do
+for i = 15, #ARGV do
     fields[#fields + 1] = ARGV[i]
+end
+
+if mode == 'retry' then
+    -- the attempt is over: its request is no longer in flight; the job waits in P:retry
+    redis.call('HDEL', job, 'inflight')
+    redis.call('HSET', job, 'state', 'retrying', 'next_attempt_ms', ARGV[13], unpack(fields))
+    redis.call('ZADD', retry, ARGV[13], job_id)
+    redis.call('XACK', jobs, group, entry)
+    redis.call('XDEL', jobs, entry)
+    return 'ok'
 end
 
 if mode == 'final' then
     redis.call('HDEL', job, 'inflight', 'maybe_sent', 'next_attempt_ms', 'error_path', 'errors',
                'datamart_id', 'recovered', 'error_code', 'error_message', 'error_source',
-               'http_status', 'duplicate')
+               'http_status', 'duplicate', 'payload', 'reply_to', 'last_error_code',
+               'last_error_message', 'last_http_status')
     redis.call('HSET', job, 'state', status, unpack(fields))
     redis.call('EXPIRE', job, ttl)
+    redis.call('ZREM', retry, job_id)
+    if status == 'dead' then
+        local letter = {unpack(fields)}
+        letter[#letter + 1] = 'payload'
+        letter[#letter + 1] = ARGV[13]
+        if ARGV[14] ~= '' then
+            letter[#letter + 1] = 'reply_to'
+            letter[#letter + 1] = ARGV[14]
+        end
+        redis.call('XADD', dead, '*', unpack(letter))
+    end
 end
 
 redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', unpack(fields))
@@ -36,12 +62,12 @@ if mode == 'final' and batch_id ~= '' then
     redis.call('HINCRBY', batch, status, 1)
     local b = redis.call('HMGET', batch, 'total', 'created', 'failed', 'dead', 'finished_ms')
     local total = tonumber(b[1])
-    local created, failed, dead = tonumber(b[2]) or 0, tonumber(b[3]) or 0, tonumber(b[4]) or 0
-    if total and not b[5] and created + failed + dead >= total then
+    local created, failed, dead_n = tonumber(b[2]) or 0, tonumber(b[3]) or 0, tonumber(b[4]) or 0
+    if total and not b[5] and created + failed + dead_n >= total then
         redis.call('HSET', batch, 'finished_ms', now)
         redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', 'event', 'batch',
                    'batch', batch_id, 'total', total,
-                   'created', created, 'failed', failed, 'dead', dead, 'finished_ms', now)
+                   'created', created, 'failed', failed, 'dead', dead_n, 'finished_ms', now)
     end
 end
 

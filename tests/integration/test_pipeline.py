@@ -573,7 +573,10 @@ def test_redis_killed_and_restarted_mid_run_loses_and_repeats_nothing(stack, tmp
         dh.enqueue(s.raw, [{"job_id": f"crash-{i:03d}", "payload": compact(body(f"crash-{i:03d}"))}
                            for i in range(count)])
         s.results.wait(40, daemon=s.daemon)
-        assert s.mock.stats()["concurrent_requests"] > 0  # Redis dies with requests in flight
+        # Redis dies with requests in flight (all 8 answers of a round arrive together: wait for
+        # the next round to be on the wire)
+        harness.wait_until(lambda: s.mock.stats()["concurrent_requests"] > 0, timeout=5,
+                           message="requests in flight")
         dh.redis_kill(server)
         time.sleep(1.0)  # requests in flight finish while Redis is down
         dh.start_aof_redis(server)
