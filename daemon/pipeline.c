@@ -643,6 +643,10 @@ static enum api_transport transport_of(enum http_outcome o)
 /* Tell the operator, once per change, why submissions stopped or resumed. */
 static void breaker_changed(struct pipeline *p, const struct api_classification *c)
 {
+    metrics_set_submissions_paused(p->metrics,
+                                   breaker_state(p->breaker) == BREAKER_STATE_CLOSED ? 0
+                                   : breaker_reason(p->breaker) == BREAKER_REASON_AUTH ? 2
+                                                                                       : 1);
     if (breaker_state(p->breaker) == BREAKER_STATE_CLOSED) {
         log_info("API accepts requests again: resuming submissions");
         reader_kick(p);
@@ -830,7 +834,9 @@ static void on_publish(struct redis_client *c, struct redisReply *reply, void *a
     }
     if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_STRING) {
         if (strcmp(reply->str, "ok") == 0) {
-            if (t->mode != PUBLISH_RETRY)
+            if (t->mode == PUBLISH_RETRY)
+                metrics_job_retried(p->metrics);
+            else
                 metrics_job_finished(p->metrics, t->outcome.status,
                                      t->mode == PUBLISH_DUPLICATE);
         } else {
@@ -1367,6 +1373,7 @@ bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
     if (new_token && breaker_reason(p->breaker) == BREAKER_REASON_AUTH) {
         log_info("reload: new API token: resuming submissions");
         breaker_reset(p->breaker);
+        metrics_set_submissions_paused(p->metrics, 0);
     }
     p->cfg = cfg;
     permit_grant(p); /* a higher rate may release waiting tasks now */

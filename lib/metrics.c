@@ -12,6 +12,8 @@ struct metrics {
     uint64_t jobs[3];
     uint64_t duplicates;
     uint64_t stale;
+    uint64_t retries;
+    int paused_why;
     uint64_t http_by_code[MAX_HTTP_CODE]; /* index 0: transport errors */
     uint64_t duration_buckets[N_BUCKETS];
     uint64_t duration_count;
@@ -76,6 +78,16 @@ void metrics_outcome_stale(struct metrics *m)
     m->stale++;
 }
 
+void metrics_job_retried(struct metrics *m)
+{
+    m->retries++;
+}
+
+void metrics_set_submissions_paused(struct metrics *m, int why)
+{
+    m->paused_why = why;
+}
+
 uint64_t metrics_jobs_total(const struct metrics *m, enum outcome_status status)
 {
     return m->jobs[status];
@@ -98,6 +110,13 @@ void metrics_render(const struct metrics *m, const char *version, struct strbuf 
     header(sb, "datamartd_stale_outcomes_total", "counter",
            "Outcomes dropped because the entry was no longer ours.");
     strbuf_printf(sb, "datamartd_stale_outcomes_total %llu\n", (unsigned long long)m->stale);
+
+    header(sb, "datamartd_retries_total", "counter",
+           "Transient failures that scheduled another attempt.");
+    strbuf_printf(sb, "datamartd_retries_total %llu\n", (unsigned long long)m->retries);
+    header(sb, "datamartd_submissions_paused", "gauge",
+           "0 sending; 1 circuit breaker open (API failing); 2 paused: the API rejects the token.");
+    strbuf_printf(sb, "datamartd_submissions_paused %d\n", m->paused_why);
 
     header(sb, "datamartd_http_requests_total", "counter",
            "API requests, by HTTP status (0: no answer: timeout or connection error).");

@@ -22,6 +22,10 @@ void metrics_set_redis_connected(struct metrics *m, bool connected);
 /* entries in P:jobs not yet delivered to the group; negative when unknown */
 void metrics_set_queue_lag(struct metrics *m, long long lag);
 void metrics_outcome_stale(struct metrics *m);
+/* a transient failure parked the job in P:retry */
+void metrics_job_retried(struct metrics *m);
+/* 0 closed, 1 open because of transient failures, 2 paused because the API rejects the token */
+void metrics_set_submissions_paused(struct metrics *m, int why);
 
 uint64_t metrics_jobs_total(const struct metrics *m, enum outcome_status status);
 

@@ -183,6 +183,8 @@ static void test_metrics_render(void **state)
     metrics_set_inflight(m, 3, 5);
     metrics_set_redis_connected(m, true);
     metrics_set_queue_lag(m, 17);
+    metrics_job_retried(m);
+    metrics_set_submissions_paused(m, 2);
     strbuf_init(&sb);
     metrics_render(m, "9.9.9", &sb);
     assert_non_null(strstr(sb.data, "datamartd_jobs_total{status=\"created\"} 2\n"));
@@ -195,6 +197,8 @@ static void test_metrics_render(void **state)
     assert_non_null(strstr(sb.data, "datamartd_inflight_requests 3\n"));
     assert_non_null(strstr(sb.data, "datamartd_redis_connected 1\n"));
     assert_non_null(strstr(sb.data, "datamartd_queue_lag 17\n"));
+    assert_non_null(strstr(sb.data, "datamartd_retries_total 1\n"));
+    assert_non_null(strstr(sb.data, "datamartd_submissions_paused 2\n"));
     assert_non_null(strstr(sb.data, "datamartd_build_info{version=\"9.9.9\"} 1\n"));
     strbuf_release(&sb);
     metrics_free(m);
