@@ -1,6 +1,6 @@
 -- The cluster-wide token bucket and fleet pause ([rate_limit] scope = cluster), atomically.
 -- Redis TIME is the only clock, so the hosts' clocks never matter.
--- KEYS[1] P:ratelimit:bucket  hash: level (micro-permits), t (µs of TIME at the last refill)
+-- KEYS[1] P:ratelimit:bucket  hash: level (micro-permits), t (us of TIME at the last refill)
 -- KEYS[2] P:ratelimit:pause   hash: until (ms of TIME), reason; expires at until
 -- ARGV[1] 'acquire': ARGV[2] want >= 1, ARGV[3] rate (permits/s, 0 = unlimited), ARGV[4] burst
 -- ARGV[1] 'pause':   ARGV[2] delay_ms >= 1, ARGV[3] reason (the longest pause wins)

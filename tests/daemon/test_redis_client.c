@@ -26,25 +26,18 @@
 #include "clock.h"
 #include "log.h"
 #include "redis_client.h"
+#include "redis_server.h"
 
-#define REDIS_SERVER "/usr/bin/redis-server"
 #define MAX_STATES 512
 #define PIPELINE_COUNT 10000
 #define SCRIPT_ECHO "return {KEYS[1], ARGV[1]}"
 #define SCRIPT_ECHO_SHA "d006f1a90249474274c76f5be725b8f5804a346b"
 
-struct server {
-    pid_t pid;
-    int port;
-    char dir[64];
-    char sock[128];
-};
-
 struct fixture {
     struct event_base *base;
     struct event *tick;
-    struct server srv;
-    struct server srv2;
+    struct redis_server srv;
+    struct redis_server srv2;
     struct redis_client *c;
     struct redis_client *c2;
     enum redis_client_state states[MAX_STATES];
@@ -74,92 +67,6 @@ struct capture {
 static int64_t now_ms(void)
 {
     return (int64_t)(clock_monotonic_us() / 1000);
-}
-
-/* ---- redis-server processes ---- */
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port;
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
-
-static bool port_accepts(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    bool ok;
-
-    assert_true(fd >= 0);
-    ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* Start redis-server on s->port (picked when 0) with extra "--opt value" pairs. */
-static void server_start(struct server *s, const char *const *extra)
-{
-    char port[16];
-    const char *argv[32] = {REDIS_SERVER, "--save",     "",       "--appendonly",
-                            "no",         "--port",     port,     "--bind",
-                            "127.0.0.1",  "--dir",      s->dir,   "--enable-debug-command",
-                            "yes",        "--loglevel", "warning"};
-    int argc = 15;
-
-    if (s->dir[0] == '\0') {
-        snprintf(s->dir, sizeof(s->dir), "/tmp/test_redis_client.XXXXXX");
-        assert_non_null(mkdtemp(s->dir));
-        snprintf(s->sock, sizeof(s->sock), "%s/redis.sock", s->dir);
-    }
-    if (s->port == 0)
-        s->port = free_port();
-    snprintf(port, sizeof(port), "%d", s->port);
-    for (; extra != NULL && *extra != NULL; extra++)
-        argv[argc++] = *extra;
-    argv[argc] = NULL;
-
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-
-        dup2(devnull, STDOUT_FILENO);
-        dup2(devnull, STDERR_FILENO);
-        execv(REDIS_SERVER, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500 && !port_accepts(s->port); i++)
-        nanosleep(&(struct timespec){0, 10000000}, NULL);
-    assert_true(port_accepts(s->port));
-}
-
-static void server_kill(struct server *s)
-{
-    if (s->pid <= 0)
-        return;
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-}
-
-static void server_cleanup(struct server *s)
-{
-    server_kill(s);
-    if (s->dir[0] != '\0') {
-        unlink(s->sock);
-        rmdir(s->dir);
-    }
 }
 
 /* ---- event loop helpers ---- */
@@ -250,7 +157,7 @@ static void on_capture(struct redis_client *c, struct redisReply *reply, void *a
     }
 }
 
-static struct redis_client_options options_for(const struct server *s)
+static struct redis_client_options options_for(const struct redis_server *s)
 {
     struct redis_client_options o = {
         .name = "test-client",
@@ -353,8 +260,8 @@ static int teardown(void **state)
         free(stderr_release(f));
     redis_client_free(f->c);
     redis_client_free(f->c2);
-    server_cleanup(&f->srv);
-    server_cleanup(&f->srv2);
+    redis_server_cleanup(&f->srv);
+    redis_server_cleanup(&f->srv2);
     event_free(f->tick);
     event_base_free(f->base);
     free(f);
@@ -373,7 +280,7 @@ static void test_connect_and_binary_args(void **state)
     const size_t get_len[] = {3, 4};
     struct capture cap = {.f = f};
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
     f->c = start_client(f, &o);
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
@@ -428,7 +335,7 @@ static void test_pipeline_10000(void **state)
     struct pipeline p = {.f = f};
     int64_t start;
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
     f->c = start_client(f, &o);
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
@@ -453,7 +360,7 @@ static void test_auth_password_and_username(void **state)
     struct redis_client_options o;
     struct capture cap;
 
-    server_start(&f->srv, (const char *[]){"--requirepass", "s3cret-pw", NULL});
+    redis_server_start(&f->srv, (const char *[]){"--requirepass", "s3cret-pw", NULL});
     o = options_for(&f->srv);
     o.password = "s3cret-pw";
     f->c = start_client(f, &o);
@@ -479,7 +386,7 @@ static void test_auth_failure_then_configure(void **state)
     struct redis_client_options o;
     char *logged;
 
-    server_start(&f->srv, (const char *[]){"--requirepass", "right-pw", NULL});
+    redis_server_start(&f->srv, (const char *[]){"--requirepass", "right-pw", NULL});
     log_set_level(LOG_LEVEL_DEBUG);
     stderr_capture(f);
     o = options_for(&f->srv);
@@ -513,7 +420,7 @@ static void test_select_db(void **state)
     struct redis_client_options o;
     struct capture cap;
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
     o.db = 3;
     f->c = start_client(f, &o);
@@ -538,12 +445,12 @@ static void test_unix_socket(void **state)
     struct redis_client_options o;
     struct capture cap;
 
-    /* the path is known before start: server_start fills dir and sock first */
+    /* the path is known before start: redis_server_start fills dir and sock only when empty */
     snprintf(f->srv.dir, sizeof(f->srv.dir), "/tmp/test_redis_client.XXXXXX");
     assert_non_null(mkdtemp(f->srv.dir));
     snprintf(f->srv.sock, sizeof(f->srv.sock), "%s/redis.sock", f->srv.dir);
-    server_start(&f->srv,
-                 (const char *[]){"--unixsocket", f->srv.sock, "--unixsocketperm", "700", NULL});
+    redis_server_start(
+        &f->srv, (const char *[]){"--unixsocket", f->srv.sock, "--unixsocketperm", "700", NULL});
     o = options_for(&f->srv);
     o.host = NULL;
     o.port = 0;
@@ -579,7 +486,7 @@ static void test_script_eval(void **state)
     struct capture cap;
     int echo, late;
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
     f->c = redis_client_create(f->base, &o, on_state, f);
     assert_non_null(f->c);
@@ -611,7 +518,7 @@ static void test_script_flush_fallback(void **state)
     struct capture cap;
     int echo;
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
     f->c = redis_client_create(f->base, &o, on_state, f);
     assert_non_null(f->c);
@@ -637,7 +544,7 @@ static void test_command_deadline(void **state)
     int64_t start;
     int closed_before;
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
     f->c = start_client(f, &o);
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
@@ -671,7 +578,7 @@ static void test_server_killed_then_restarted(void **state)
     struct capture blocked = {.f = f};
     int mark;
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
     f->c = start_client(f, &o);
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
@@ -680,7 +587,7 @@ static void test_server_killed_then_restarted(void **state)
     run_for(f, 100);
     assert_int_equal(redis_client_pending(f->c), 1);
 
-    server_kill(&f->srv);
+    redis_server_kill(&f->srv);
     assert_true(wait_count(f, &blocked.calls, 1, 5000));
     assert_int_equal(blocked.nulls, 1);
     /* CLOSED is reported before the pending callbacks get NULL */
@@ -695,7 +602,7 @@ static void test_server_killed_then_restarted(void **state)
     assert_true(count_states(f, REDIS_CLIENT_CONNECTING, mark) <= 25);
     assert_int_not_equal(redis_client_state(f->c), REDIS_CLIENT_CONNECTED);
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
     expect_pong(f, f->c);
 }
@@ -706,7 +613,7 @@ static void test_unreachable_port_backs_off(void **state)
     struct redis_client_options o = {
         .name = "test-backoff",
         .host = "127.0.0.1",
-        .port = free_port(),
+        .port = redis_server_free_port(),
         .backoff_min_ms = 20,
         .backoff_max_ms = 640,
     };
@@ -790,7 +697,7 @@ static void test_free_with_pending(void **state)
     struct redis_client_options o;
     int calls = 0, nulls = 0, refused = 0, states_before;
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
     f->c = start_client(f, &o);
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
@@ -833,7 +740,7 @@ static void test_refusals(void **state)
     };
     const int refused_argc[] = {2, 2, 1, 1, 2, 3};
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     o = options_for(&f->srv);
 
     /* invalid options never make a client */
@@ -877,8 +784,8 @@ static void test_configure_new_target(void **state)
     char port[16];
     int mark;
 
-    server_start(&f->srv, NULL);
-    server_start(&f->srv2, NULL);
+    redis_server_start(&f->srv, NULL);
+    redis_server_start(&f->srv2, NULL);
     o = options_for(&f->srv);
     f->c = start_client(f, &o);
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
@@ -923,7 +830,7 @@ static void test_configure_inside_callback(void **state)
     struct capture later[2] = {{.f = f}, {.f = f}};
     struct capture cap;
 
-    server_start(&f->srv, NULL);
+    redis_server_start(&f->srv, NULL);
     memset(&r, 0, sizeof(r));
     r.opts = options_for(&f->srv);
     f->c = start_client(f, &r.opts);
