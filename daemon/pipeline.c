@@ -10,6 +10,7 @@
 #include "api_response.h"
 #include "breaker.h"
 #include "clock.h"
+#include "cluster_limiter.h"
 #include "config.h"
 #include "http_submitter.h"
 #include "job.h"
@@ -96,9 +97,13 @@ struct pipeline {
     int retry_script;
     struct http_submitter *http;
     struct event *retry_read_ev;
-    struct rate_limiter *limiter;
+    struct rate_limiter *limiter;    /* scope = local */
+    struct cluster_limiter *cluster; /* scope = cluster: one bucket in Redis for every instance */
+    int cluster_permits;             /* granted by the cluster bucket, not yet used */
+    bool cluster_outstanding;
     struct event *permit_ev;
     struct task *permit_head, *permit_tail;
+    size_t permit_len;
     struct breaker *breaker;
     struct retry_policy *retry_policy;
     struct event *housekeeping_ev;
@@ -429,12 +434,56 @@ static void on_retry_read(evutil_socket_t fd, short what, void *arg)
 
 /* ==== step 2: wait for a rate-limit permit ==== */
 
-static void permit_arm(struct pipeline *p)
+static void permit_grant(struct pipeline *p);
+
+static void permit_timer_in(struct pipeline *p, uint64_t us)
 {
-    uint64_t wait = rate_limiter_wait_us(p->limiter, clock_monotonic_us());
-    struct timeval tv = {(time_t)(wait / 1000000u), (suseconds_t)(wait % 1000000u)};
+    struct timeval tv = {(time_t)(us / 1000000u), (suseconds_t)(us % 1000000u)};
 
     event_add(p->permit_ev, &tv);
+}
+
+/* CLUSTER_LIMITER acquire callback: permits for this instance from the shared bucket */
+static void on_cluster_grant(void *arg, const struct cluster_grant *g)
+{
+    struct pipeline *p = arg;
+
+    p->cluster_outstanding = false;
+    if (p->freeing)
+        return;
+    if (g == NULL) {
+        permit_timer_in(p, 100000u); /* Redis unreachable: ask again soon */
+        return;
+    }
+    p->cluster_permits += g->granted;
+    if (g->paused_us > 0 && g->pause_reason != NULL)
+        log_debug("cluster pause: %s (%lld ms left)", g->pause_reason, g->paused_us / 1000);
+    if (g->granted > 0)
+        permit_grant(p);
+    else
+        permit_timer_in(p, (uint64_t)(g->wait_us > 0 ? g->wait_us : 1000));
+}
+
+/* One permit now, from the local bucket or from what the cluster bucket granted us. */
+static bool permit_take(struct pipeline *p, uint64_t now_us)
+{
+    if (p->cluster == NULL) {
+        if (rate_limiter_try_acquire(p->limiter, now_us))
+            return true;
+        permit_timer_in(p, rate_limiter_wait_us(p->limiter, now_us));
+        return false;
+    }
+    if (p->cluster_permits > 0) {
+        p->cluster_permits--;
+        return true;
+    }
+    /* one round trip asks for as many permits as jobs wait, at most a read's worth */
+    if (!p->cluster_outstanding)
+        p->cluster_outstanding = cluster_limiter_acquire(
+            p->cluster, (int)(p->permit_len < 64 ? p->permit_len : 64), on_cluster_grant, p);
+    if (!p->cluster_outstanding)
+        permit_timer_in(p, 100000u);
+    return false;
 }
 
 /* Hand out permits in arrival order; re-arm the timer for the next one. */
@@ -451,19 +500,17 @@ static void permit_grant(struct pipeline *p)
             /* no probe scheduled: the one in flight calls us back with its result */
             if (next >= 0) {
                 int64_t wait_ms = next - (int64_t)(now_us / 1000);
-                struct timeval tv = {(time_t)(wait_ms > 0 ? wait_ms / 1000 : 0),
-                                     (suseconds_t)(wait_ms > 0 ? (wait_ms % 1000) * 1000 : 0)};
 
-                event_add(p->permit_ev, &tv);
+                permit_timer_in(p, wait_ms > 0 ? (uint64_t)wait_ms * 1000u : 0);
             }
             return;
         }
-        if (!rate_limiter_try_acquire(p->limiter, now_us)) {
+        if (!permit_take(p, now_us)) {
             if (permit == BREAKER_PERMIT_PROBE)
                 breaker_probe_cancel(p->breaker);
-            permit_arm(p);
             return;
         }
+        p->permit_len--;
         p->permit_head = t->permit_next;
         if (p->permit_head == NULL)
             p->permit_tail = NULL;
@@ -489,6 +536,7 @@ static void task_queue_for_permit(struct task *t)
     struct pipeline *p = t->p;
 
     t->state = TASK_PERMIT_WAIT;
+    p->permit_len++;
     if (p->permit_tail != NULL)
         p->permit_tail->permit_next = t;
     else
@@ -504,6 +552,7 @@ static void task_requeue_first(struct task *t)
     struct pipeline *p = t->p;
 
     t->state = TASK_PERMIT_WAIT;
+    p->permit_len++;
     t->permit_next = p->permit_head;
     p->permit_head = t;
     if (p->permit_tail == NULL)
@@ -522,6 +571,7 @@ static void permit_unqueue(struct pipeline *p, struct task *t)
     if (*link == NULL)
         return;
     *link = t->permit_next;
+    p->permit_len--;
     if (p->permit_tail == t)
         p->permit_tail = prev;
 }
@@ -651,6 +701,11 @@ static void breaker_changed(struct pipeline *p, const struct api_classification 
         log_info("API accepts requests again: resuming submissions");
         reader_kick(p);
     } else if (breaker_reason(p->breaker) == BREAKER_REASON_AUTH) {
+        /* with a shared budget the whole fleet holds off until our probe settles it */
+        if (p->cluster != NULL &&
+            !cluster_limiter_pause(p->cluster, p->cfg->breaker_probe_interval_ms,
+                                   "the API rejected the token"))
+            log_warn("could not pause the fleet (Redis unreachable)");
         log_error("API rejected the credentials (%s: %s): ALL submissions paused; probing one "
                   "request at a time; install a new token and send SIGHUP",
                   c->code, c->message);
@@ -666,8 +721,14 @@ static void rate_limited(struct pipeline *p, int64_t retry_after_ms)
 {
     int64_t pause_ms = retry_after_ms >= 0 ? retry_after_ms : RATE_LIMITED_PAUSE_MS;
 
-    rate_limiter_pause_until(p->limiter, clock_monotonic_us() + (uint64_t)pause_ms * 1000u);
-    log_warn("API answered 429: submissions paused for %lld ms", (long long)pause_ms);
+    if (p->cluster != NULL) {
+        if (!cluster_limiter_pause(p->cluster, pause_ms, "the API answered 429"))
+            log_warn("could not pause the fleet for a 429 (Redis unreachable)");
+    } else {
+        rate_limiter_pause_until(p->limiter, clock_monotonic_us() + (uint64_t)pause_ms * 1000u);
+    }
+    log_warn("API answered 429: submissions paused for %lld ms%s", (long long)pause_ms,
+             p->cluster != NULL ? " on every instance" : "");
 }
 
 /* The job's final outcome from a definite answer. */
@@ -1321,6 +1382,9 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
     p->retry_read_ev = evtimer_new(base, on_retry_read, p);
     p->permit_ev = evtimer_new(base, on_permit_timer, p);
     p->limiter = rate_limiter_create(cfg->rate, cfg->burst, clock_monotonic_us());
+    if (cfg->rate_limit_scope == RATE_LIMIT_SCOPE_CLUSTER &&
+        (p->cluster = cluster_limiter_create(p->writer, p->prefix, cfg->rate, cfg->burst)) == NULL)
+        goto fail;
     p->breaker = breaker_create(&bs);
     p->retry_policy = retry_policy_create(cfg->backoff_base_ms, cfg->backoff_max_ms,
                                           cfg->max_attempts, cfg->max_age_s,
@@ -1366,6 +1430,7 @@ bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
 
     breaker_options(cfg, &bs);
     if (!rate_limiter_configure(p->limiter, cfg->rate, cfg->burst, clock_monotonic_us()) ||
+        (p->cluster != NULL && !cluster_limiter_configure(p->cluster, cfg->rate, cfg->burst)) ||
         !breaker_configure(p->breaker, &bs) ||
         !retry_policy_configure(p->retry_policy, cfg->backoff_base_ms, cfg->backoff_max_ms,
                                 cfg->max_attempts, cfg->max_age_s))
@@ -1495,6 +1560,7 @@ void pipeline_free(struct pipeline *p)
     if (p->housekeeping_ev != NULL)
         event_free(p->housekeeping_ev);
     rate_limiter_free(p->limiter);
+    cluster_limiter_free(p->cluster);
     breaker_free(p->breaker);
     retry_policy_free(p->retry_policy);
     free(p);
