@@ -1,32 +1,22 @@
 /*
- * datamartctl: the operator and producer CLI (../shared/CONTRACT.md, "datamartctl").
- * Exit status: 0 success, 1 a checked thing is bad (an invalid payload), 2 usage or I/O error.
+ * datamartctl: the operator and producer CLI (../shared/CONTRACT.md, "datamartctl"): global
+ * options, the command table and dispatch. Each command lives in ctl/ctl_<command>.c.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config.h"
-#include "validator.h"
+#include "ctl.h"
+#include "ctl_commands.h"
+#include "ctl_input.h"
 #include "version.h"
 
-#define EXIT_INVALID 1
-#define EXIT_USAGE 2
 #define PREFIX_MAX 64
-/* how standard input is named in output */
-#define STDIN_NAME "<stdin>"
-
-struct ctl {
-    struct config *cfg; /* from -c FILE, else the defaults */
-    char *redis_host;   /* --redis, overriding the config; NULL when not given */
-    int redis_port;
-    const char *prefix; /* --prefix, overriding the config; NULL when not given */
-};
 
 struct command {
     const char *name;
@@ -36,12 +26,23 @@ struct command {
     int (*run)(struct ctl *ctl, int argc, char **argv);
 };
 
-static int cmd_validate(struct ctl *ctl, int argc, char **argv);
-
 static const struct command commands[] = {
+    {"enqueue", "[FILE|-]", "XADD one JSON body, or JSON Lines; prints the job ids",
+     ctl_enqueue_run},
     {"validate", "FILE...",
-     "check Create Datamart payloads offline (- is standard input, shown as " STDIN_NAME ")",
-     cmd_validate},
+     "check Create Datamart payloads offline (- is standard input, shown as " CTL_INPUT_STDIN_NAME
+     ")",
+     ctl_validate_run},
+    {"status", "JOB_ID", "a job's state and outcome", ctl_status_run},
+    {"wait", "JOB_ID... [--timeout S]", "until the jobs finish: 0 all created, 1 any failed/dead",
+     ctl_wait_run},
+    {"watch", "[--from ID]", "follow the outcomes as they are published", ctl_watch_run},
+    {"stats", "[--watch]", "queue, consumers, retries, dead letters, pause", ctl_stats_run},
+    {"dead", "list|requeue|purge", "the dead letters: list, requeue JOB_ID|--all, purge --yes",
+     ctl_dead_run},
+    {"batch", "status ID", "a batch's counts and progress", ctl_batch_run},
+    {"pause", "[REASON]", "stop every daemon from starting new jobs", ctl_pause_run},
+    {"resume", "", "let the daemons start jobs again", ctl_pause_resume_run},
 };
 
 static void usage(FILE *out)
@@ -60,10 +61,15 @@ static void usage(FILE *out)
     for (size_t i = 0; i < DM_ARRAY_LEN(commands); i++) {
         char left[64];
         snprintf(left, sizeof(left), "%s %s", commands[i].name, commands[i].args);
-        fprintf(out, "  %-22s %s\n", left, commands[i].help);
+        fprintf(out, "  %-30s %s\n", left, commands[i].help);
     }
-    fputs("\nExit status: 0 success, 1 something checked is invalid or failed, 2 usage or I/O "
-          "error.\n",
+    fputs("\n`datamartctl COMMAND --help` shows a command's options; --json gives JSON output.\n"
+          "\n"
+          "Exit status:\n"
+          "  0  success\n"
+          "  1  not found (job, batch, dead job, prefix), invalid input, or a job failed/dead\n"
+          "  2  usage or I/O error; `wait`: timed out\n"
+          "  3  Redis unreachable or refusing (AUTH, SELECT, a command's error)\n",
           out);
 }
 
@@ -104,131 +110,6 @@ static bool prefix_valid(const char *p)
     return strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
 }
 
-/* A file name fit for one output line: control bytes become '?'. */
-static char *display_name(const char *path)
-{
-    char *name = strdup(strcmp(path, "-") == 0 ? STDIN_NAME : path);
-
-    for (char *p = name; p && *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    return name;
-}
-
-struct read_buf {
-    char *data;
-    size_t cap;
-};
-
-/*
- * Reads at most limit bytes of path ("-": standard input) into b, growing it as needed.
- * Returns false with errno set on failure.
- */
-static bool read_bounded(const char *path, size_t limit, struct read_buf *b, size_t *len)
-{
-    bool is_stdin = strcmp(path, "-") == 0;
-    int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-    bool ok = true;
-
-    *len = 0;
-    if (fd < 0)
-        return false;
-    while (*len < limit) {
-        ssize_t n;
-
-        if (*len == b->cap) {
-            size_t cap = b->cap ? b->cap * 2 : 64 * 1024;
-            char *p;
-
-            if (cap > limit)
-                cap = limit;
-            p = realloc(b->data, cap);
-            if (!p) {
-                errno = ENOMEM;
-                ok = false;
-                break;
-            }
-            b->data = p;
-            b->cap = cap;
-        }
-        n = read(fd, b->data + *len, b->cap - *len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            ok = false;
-            break;
-        }
-        if (n == 0)
-            break;
-        *len += (size_t)n;
-    }
-    if (!is_stdin) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-    }
-    return ok;
-}
-
-/* Prints FILE: ok or one FILE: PATH: MESSAGE line per problem; returns the exit status. */
-static int validate_one(const char *path, size_t max_bytes, struct read_buf *b)
-{
-    char *name = display_name(path);
-    struct validator_result *r = NULL;
-    size_t len;
-    int status = EXIT_SUCCESS;
-
-    if (!name) {
-        perror("datamartctl");
-        return EXIT_USAGE;
-    }
-    /* one byte over the limit is enough for the validator to call it too large */
-    if (!read_bounded(path, max_bytes + 1, b, &len)) {
-        fprintf(stderr, "datamartctl: %s: %s\n", name, strerror(errno));
-        status = EXIT_USAGE;
-    } else if (!(r = validator_check(b->data, len, max_bytes))) {
-        fprintf(stderr, "datamartctl: %s: out of memory\n", name);
-        status = EXIT_USAGE;
-    } else if (validator_result_count(r) == 0) {
-        printf("%s: ok\n", name);
-    } else {
-        for (size_t i = 0; i < validator_result_count(r); i++)
-            printf("%s: %s: %s\n", name, validator_result_path(r, i),
-                   validator_result_message(r, i));
-        status = EXIT_INVALID;
-    }
-    validator_result_free(r);
-    free(name);
-    return status;
-}
-
-static int cmd_validate(struct ctl *ctl, int argc, char **argv)
-{
-    struct read_buf b = {0};
-    int status = EXIT_SUCCESS;
-    int first = 1;
-
-    if (first < argc && strcmp(argv[first], "--") == 0)
-        first++;
-    else
-        for (int i = first; i < argc; i++)
-            if (argv[i][0] == '-' && argv[i][1] != '\0') {
-                fprintf(stderr, "datamartctl validate: unknown option %s\n", argv[i]);
-                return EXIT_USAGE;
-            }
-    if (first == argc) {
-        fprintf(stderr, "Usage: datamartctl validate FILE...\n");
-        return EXIT_USAGE;
-    }
-    for (int i = first; i < argc; i++) {
-        int s = validate_one(argv[i], ctl->cfg->max_payload_bytes, &b);
-        if (s > status)
-            status = s;
-    }
-    free(b.data);
-    return status;
-}
-
 /* Global options into ctl; returns -1 to go on, else the exit status. */
 static int options_parse(int argc, char **argv, struct ctl *ctl, const char **config_path)
 {
@@ -252,26 +133,26 @@ static int options_parse(int argc, char **argv, struct ctl *ctl, const char **co
         case OPT_REDIS:
             if (!redis_option_parse(optarg, ctl)) {
                 fprintf(stderr, "datamartctl: --redis wants HOST:PORT\n");
-                return EXIT_USAGE;
+                return CTL_EXIT_USAGE;
             }
             break;
         case OPT_PREFIX:
             if (!prefix_valid(optarg)) {
                 fprintf(stderr, "datamartctl: --prefix wants 1 to %d of [A-Za-z0-9._:-]\n",
                         PREFIX_MAX);
-                return EXIT_USAGE;
+                return CTL_EXIT_USAGE;
             }
             ctl->prefix = optarg;
             break;
         case 'h':
             usage(stdout);
-            return EXIT_SUCCESS;
+            return CTL_EXIT_OK;
         case 'V':
             printf("datamartctl %s\n", DATAMART_VERSION);
-            return EXIT_SUCCESS;
+            return CTL_EXIT_OK;
         default:
             usage(stderr);
-            return EXIT_USAGE;
+            return CTL_EXIT_USAGE;
         }
     }
     return -1;
@@ -295,7 +176,7 @@ int main(int argc, char **argv)
 
     if (status >= 0)
         goto out;
-    status = EXIT_USAGE;
+    status = CTL_EXIT_USAGE;
     cmd = optind < argc ? command_find(argv[optind]) : NULL;
     if (!cmd) {
         if (optind < argc)
@@ -308,10 +189,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s", errors ? errors : "datamartctl: out of memory\n");
         goto out;
     }
+    /* a write to a closed Redis connection or pipe must fail with EPIPE, not kill us silently */
+    signal(SIGPIPE, SIG_IGN);
     status = cmd->run(&ctl, argc - optind, argv + optind);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
+    /* a reader that went away (watch | head -1) ends the output normally */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && errno != EPIPE) {
         perror("datamartctl: standard output");
-        status = EXIT_USAGE;
+        status = CTL_EXIT_USAGE;
     }
 out:
     free(errors);
