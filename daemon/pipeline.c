@@ -392,8 +392,8 @@ static void reader_kick(struct pipeline *p)
 
     if (p->draining || p->freeing || p->read_outstanding)
         return;
-    /* paused by an operator, or the API is failing: pull no new jobs */
-    if (p->paused || breaker_state(p->breaker) != BREAKER_STATE_CLOSED)
+    /* paused by an operator, or the API is failing and a job to probe with is at hand */
+    if (p->paused || (breaker_state(p->breaker) != BREAKER_STATE_CLOSED && p->permit_len > 0))
         return;
     if (redis_client_state(p->reader) != REDIS_CLIENT_CONNECTED)
         return;
@@ -407,6 +407,8 @@ static void reader_kick(struct pipeline *p)
     if (p->held >= max)
         return; /* resumed by task_done when a slot frees */
     p->read_count = max - p->held;
+    if (breaker_state(p->breaker) != BREAKER_STATE_CLOSED)
+        p->read_count = 1; /* the probe's job: the rest stay in the stream */
     snprintf(count, sizeof(count), "%zu", p->read_count);
     if (p->pending_pass) {
         const char *argv[] = {"XREADGROUP", "GROUP", p->group, p->consumer, "COUNT", count,
@@ -1507,14 +1509,16 @@ void pipeline_describe(const struct pipeline *p, char *buf, size_t len)
     const char *why;
     const char *err = redis_client_last_error(p->writer);
     bool ready = pipeline_ready(p, &why);
+    bool redis_up = redis_client_state(p->writer) == REDIS_CLIENT_CONNECTED &&
+                    redis_client_state(p->reader) == REDIS_CLIENT_CONNECTED;
 
-    if (!ready && p->cfg->redis_socket && p->cfg->redis_socket[0])
+    if (!redis_up && p->cfg->redis_socket && p->cfg->redis_socket[0])
         snprintf(buf, len, "waiting for Redis at %s%s%s", p->cfg->redis_socket,
                  err[0] ? ": " : "", err);
-    else if (!ready)
+    else if (!redis_up)
         snprintf(buf, len, "waiting for Redis at %s:%d%s%s", p->cfg->redis_host,
                  p->cfg->redis_port, err[0] ? ": " : "", err);
-    else if (breaker_state(p->breaker) != BREAKER_STATE_CLOSED || p->paused)
+    else if (!ready || p->paused)
         snprintf(buf, len, "%s; %zu jobs held, %zu requests in flight",
                  p->paused ? "paused by an operator" : why, p->held, p->sending);
     else
