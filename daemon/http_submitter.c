@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -25,6 +26,9 @@
 #define HTTP_BODY_INITIAL 1024
 /* pooled transfers drop buffers grown past this, so one huge answer does not pin memory */
 #define HTTP_BODY_KEEP_MAX (64 * 1024)
+/* libcurl's receive buffer per handle (default 16 KiB): API answers are a few hundred bytes, and
+ * max_inflight handles each keep one */
+#define HTTP_RECV_BUFFER 4096L
 
 /* Everything a transfer needs from the options; shared and refcounted so a reload never
  * pulls the header list out from under a transfer still using it. */
@@ -56,15 +60,29 @@ struct http_transfer {
     bool body_over_cap;
     bool body_oom;
     bool reached_server; /* this transfer got a connection: request counters are its own now */
+    bool resend_refused; /* libcurl wanted to send the request a second time */
     char retry_after[HTTP_RETRY_AFTER_MAX + 1];
     char curl_error[CURL_ERROR_SIZE];
     char message[CURL_ERROR_SIZE + 128];
 };
 
-/* One watched socket; libcurl hands it back to us through curl_multi_assign. */
+/* One watched socket; libcurl hands it back to us through curl_multi_assign. When libcurl stops
+ * watching a connection it keeps for reuse, the socket stays registered, parked: reusing the
+ * connection then costs no epoll_ctl, where removing and adding it again would cost two. */
 struct http_socket {
     struct http_socket *prev, *next; /* watched list, or the pool (next only) */
+    struct http_submitter *owner;
+    curl_socket_t fd;
+    short kind;  /* the events registered; 0 while not registered */
+    bool parked; /* libcurl does not watch it now; it is in owner->fds[fd].parked */
     struct event ev;
+};
+
+/* What we know of a descriptor: only a connection socket libcurl will close through us may be
+ * parked, since closing a registered descriptor behind libevent's back corrupts its fd map. */
+struct http_fd {
+    bool connection; /* seen by CURLOPT_SOCKOPTFUNCTION, not yet closed */
+    struct http_socket *parked;
 };
 
 struct http_submitter {
@@ -81,6 +99,8 @@ struct http_submitter {
     struct http_socket *watched;
     struct http_socket *socket_pool;
     size_t socket_pool_len;
+    struct http_fd *fds; /* indexed by descriptor */
+    size_t fds_len;
     bool closing;
 };
 
@@ -347,7 +367,10 @@ static size_t transfer_on_header(char *line, size_t size, size_t nitems, void *u
     return n;
 }
 
-/* CURLOPT_PREREQFUNCTION: a connection is ready and the request is about to go out */
+/* CURLOPT_PREREQFUNCTION: a connection is ready and the request is about to go out. A second
+ * call means libcurl is about to re-send it on a fresh connection, because the reused one closed
+ * with no answer; the first copy may have been processed (a create whose answer was lost), so
+ * that is refused: the transfer fails as sent, and the caller's retry counts it as an attempt. */
 static int transfer_on_prereq(void *clientp, char *conn_primary_ip, char *conn_local_ip,
                               int conn_primary_port, int conn_local_port)
 {
@@ -357,9 +380,16 @@ static int transfer_on_prereq(void *clientp, char *conn_primary_ip, char *conn_l
     (void)conn_local_ip;
     (void)conn_primary_port;
     (void)conn_local_port;
+    if (t->reached_server) {
+        t->resend_refused = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
     t->reached_server = true;
     return CURL_PREREQFUNC_OK;
 }
+
+static int transfer_on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose);
+static int transfer_on_closesocket(void *clientp, curl_socket_t fd);
 
 static void transfer_destroy(struct http_transfer *t)
 {
@@ -371,7 +401,7 @@ static void transfer_destroy(struct http_transfer *t)
 }
 
 /* Options that never change for a pooled handle. */
-static bool transfer_set_fixed_options(struct http_transfer *t)
+static bool transfer_set_fixed_options(struct http_submitter *s, struct http_transfer *t)
 {
     CURL *e = t->easy;
 
@@ -383,6 +413,10 @@ static bool transfer_set_fixed_options(struct http_transfer *t)
            curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)t) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, transfer_on_prereq) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)t) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, transfer_on_sockopt) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, (void *)s) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, transfer_on_closesocket) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, (void *)s) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_USERAGENT, HTTP_USER_AGENT) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS) == CURLE_OK &&
@@ -390,17 +424,18 @@ static bool transfer_set_fixed_options(struct http_transfer *t)
            curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_BUFFERSIZE, HTTP_RECV_BUFFER) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK;
 }
 
-static struct http_transfer *transfer_create(void)
+static struct http_transfer *transfer_create(struct http_submitter *s)
 {
     struct http_transfer *t = calloc(1, sizeof(*t));
 
     if (t == NULL)
         return NULL;
     t->easy = curl_easy_init();
-    if (t->easy == NULL || !transfer_set_fixed_options(t)) {
+    if (t->easy == NULL || !transfer_set_fixed_options(s, t)) {
         transfer_destroy(t);
         return NULL;
     }
@@ -412,7 +447,7 @@ static struct http_transfer *transfer_acquire(struct http_submitter *s)
     struct http_transfer *t = s->pool;
 
     if (t == NULL)
-        return transfer_create();
+        return transfer_create(s);
     s->pool = t->next;
     s->pool_len--;
     t->next = NULL;
@@ -470,6 +505,7 @@ static bool transfer_prepare(struct http_transfer *t, struct http_profile *p, co
     t->body_over_cap = false;
     t->body_oom = false;
     t->reached_server = false;
+    t->resend_refused = false;
     t->retry_after[0] = '\0';
     t->curl_error[0] = '\0';
     t->message[0] = '\0';
@@ -500,14 +536,16 @@ static void transfer_unlink(struct http_submitter *s, struct http_transfer *t)
 /* Request bytes were written to the connection. In 7.88 CURLINFO_REQUEST_SIZE grows after each
  * successful send of the request (HTTP/1 and HTTP/2), but a pooled handle keeps the previous
  * transfer's value until libcurl starts the new one, hence the prereq flag. The upload size would
- * miss an empty body; a refused connection or failed handshake never reaches prereq. */
+ * miss an empty body; a refused connection or failed handshake never reaches prereq; a refused
+ * re-send means the first copy went out. */
 static bool transfer_request_sent(struct http_transfer *t)
 {
     long request_size = 0;
 
-    return t->reached_server &&
-           curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size) == CURLE_OK &&
-           request_size > 0;
+    return t->resend_refused ||
+           (t->reached_server &&
+            curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size) == CURLE_OK &&
+            request_size > 0);
 }
 
 static enum http_outcome outcome_of(CURLcode rc)
@@ -545,7 +583,10 @@ static const char *transfer_describe(struct http_transfer *t, CURLcode rc)
 {
     size_t len;
 
-    if (t->body_over_cap || rc == CURLE_FILESIZE_EXCEEDED)
+    if (t->resend_refused)
+        snprintf(t->message, sizeof(t->message),
+                 "the connection closed after the request was sent, with no answer");
+    else if (t->body_over_cap || rc == CURLE_FILESIZE_EXCEEDED)
         snprintf(t->message, sizeof(t->message), "response body exceeds %zu bytes",
                  t->profile->max_response_bytes);
     else if (t->body_oom)
@@ -634,10 +675,18 @@ static void submitter_socket_action(struct http_submitter *s, curl_socket_t fd, 
 /* Called by libevent when a watched socket is ready */
 static void submitter_on_socket(evutil_socket_t fd, short kind, void *arg)
 {
+    struct http_socket *sock = arg;
     int flags =
         ((kind & EV_READ) ? CURL_CSELECT_IN : 0) | ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 
-    submitter_socket_action(arg, fd, flags);
+    if (sock->parked) {
+        /* an idle connection the server closed, most likely: libcurl finds out when it next
+         * picks the connection; until then, stop hearing about it */
+        event_del(&sock->ev);
+        sock->kind = 0;
+        return;
+    }
+    submitter_socket_action(sock->owner, fd, flags);
 }
 
 /* Called by libevent when libcurl's timeout expires */
@@ -668,11 +717,21 @@ static int submitter_on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+static struct http_fd *fd_slot(struct http_submitter *s, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < s->fds_len ? &s->fds[fd] : NULL;
+}
+
 static void socket_release(struct http_submitter *s, struct http_socket *sock)
 {
     /* a fresh context whose curl_multi_assign failed was never assigned an event */
-    if (event_initialized(&sock->ev))
+    if (sock->kind != 0)
         event_del(&sock->ev);
+    sock->kind = 0;
+    if (sock->parked) {
+        fd_slot(s, sock->fd)->parked = NULL;
+        sock->parked = false;
+    }
     if (sock->prev != NULL)
         sock->prev->next = sock->next;
     else
@@ -689,7 +748,7 @@ static void socket_release(struct http_submitter *s, struct http_socket *sock)
     s->socket_pool_len++;
 }
 
-static struct http_socket *socket_acquire(struct http_submitter *s)
+static struct http_socket *socket_acquire(struct http_submitter *s, curl_socket_t fd)
 {
     struct http_socket *sock = s->socket_pool;
 
@@ -701,12 +760,80 @@ static struct http_socket *socket_acquire(struct http_submitter *s)
         if (sock == NULL)
             return NULL;
     }
+    sock->owner = s;
+    sock->fd = fd;
+    sock->kind = 0;
+    sock->parked = false;
     sock->prev = NULL;
     sock->next = s->watched;
     if (s->watched != NULL)
         s->watched->prev = sock;
     s->watched = sock;
     return sock;
+}
+
+/* libcurl stops watching a connection socket it keeps: leave it registered for the next use */
+static void socket_park(struct http_submitter *s, struct http_socket *sock)
+{
+    struct http_fd *slot = fd_slot(s, sock->fd);
+
+    if (s->closing || slot == NULL || !slot->connection || slot->parked != NULL) {
+        socket_release(s, sock);
+        return;
+    }
+    sock->parked = true;
+    slot->parked = sock;
+}
+
+/* The parked context of fd, taken back into use; NULL if there is none. */
+static struct http_socket *socket_unpark(struct http_submitter *s, curl_socket_t fd)
+{
+    struct http_fd *slot = fd_slot(s, fd);
+    struct http_socket *sock = slot != NULL ? slot->parked : NULL;
+
+    if (sock != NULL) {
+        slot->parked = NULL;
+        sock->parked = false;
+    }
+    return sock;
+}
+
+/* CURLOPT_SOCKOPTFUNCTION: a new connection socket, closed later through the callback below */
+static int transfer_on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    struct http_submitter *s = clientp;
+    size_t len = s->fds_len;
+
+    (void)purpose;
+    if (fd < 0)
+        return CURL_SOCKOPT_OK;
+    if ((size_t)fd >= len) {
+        size_t want = (size_t)fd + 1 > 2 * len ? (size_t)fd + 1 : 2 * len;
+        struct http_fd *grown = realloc(s->fds, want * sizeof(*grown));
+
+        /* without a slot the socket is simply never parked */
+        if (grown == NULL)
+            return CURL_SOCKOPT_OK;
+        memset(grown + len, 0, (want - len) * sizeof(*grown));
+        s->fds = grown;
+        s->fds_len = want;
+    }
+    s->fds[fd].connection = true;
+    return CURL_SOCKOPT_OK;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: unregister a parked socket before the descriptor goes away */
+static int transfer_on_closesocket(void *clientp, curl_socket_t fd)
+{
+    struct http_submitter *s = clientp;
+    struct http_fd *slot = fd_slot(s, fd);
+
+    if (slot != NULL) {
+        if (slot->parked != NULL)
+            socket_release(s, slot->parked);
+        slot->connection = false;
+    }
+    return close(fd);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: mirror what libcurl wants to watch into a persistent event */
@@ -720,11 +847,13 @@ static int submitter_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
         if (sock != NULL)
-            socket_release(s, sock);
+            socket_park(s, sock);
         return 0;
     }
     if (sock == NULL) {
-        sock = socket_acquire(s);
+        sock = socket_unpark(s, fd);
+        if (sock == NULL)
+            sock = socket_acquire(s, fd);
         /* left unwatched, the transfer still ends through its timeout */
         if (sock == NULL) {
             log_error("http: out of memory watching a socket");
@@ -735,17 +864,23 @@ static int submitter_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void
             socket_release(s, sock);
             return 0;
         }
-    } else {
-        /* re-assigning a pending event would corrupt libevent's queues */
-        event_del(&sock->ev);
     }
     if (what & CURL_POLL_IN)
         kind |= EV_READ;
     if (what & CURL_POLL_OUT)
         kind |= EV_WRITE;
-    if (event_assign(&sock->ev, s->base, fd, kind, submitter_on_socket, s) != 0 ||
-        event_add(&sock->ev, NULL) != 0)
+    if (kind == sock->kind)
+        return 0; /* a parked socket taken back as it was: nothing to change */
+    /* re-assigning a pending event would corrupt libevent's queues */
+    if (sock->kind != 0)
+        event_del(&sock->ev);
+    sock->kind = 0;
+    if (event_assign(&sock->ev, s->base, fd, kind, submitter_on_socket, sock) != 0 ||
+        event_add(&sock->ev, NULL) != 0) {
         log_error("http: cannot watch socket %d", (int)fd);
+        return 0;
+    }
+    sock->kind = kind;
     return 0;
 }
 
@@ -896,6 +1031,7 @@ void http_submitter_free(struct http_submitter *s)
         s->socket_pool = sock->next;
         free(sock);
     }
+    free(s->fds);
     if (evtimer_initialized(&s->timer))
         evtimer_del(&s->timer);
     profile_unref(s->profile);

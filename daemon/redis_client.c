@@ -13,10 +13,11 @@
 #include <sys/un.h>
 
 #include <event2/event.h>
+/* struct event is embedded in the per-connection hooks to avoid three allocations */
+#include <event2/event_struct.h>
 #include <event2/util.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 
 #include "clock.h"
 #include "log.h"
@@ -27,6 +28,8 @@
 #define CLIENT_DURATION_MAX_MS (24L * 3600 * 1000)
 #define CLIENT_REPLY_QUOTE_MAX 200
 #define CLIENT_SHA_LEN 40
+/* "*<argc>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n" fits with room to spare */
+#define EVAL_HEAD_ROOM 96
 
 enum cmd_kind {
     CMD_USER = 0,
@@ -48,12 +51,12 @@ struct redis_client_cmd {
     int64_t
         deadline_ms; /* CLOCK_MONOTONIC; 0: none (handshake steps run on the connect deadline) */
     int script_id;
-    /* CMD_EVAL: slots 0..2 are filled per send, the caller's arguments (copied) follow */
+    /* CMD_EVAL: numkeys and the caller's arguments, already in the wire format (RESP), so a
+     * send only prepends EVALSHA and the SHA1 in the room left in front of them */
     bool eval_retried;
-    int argc;
-    const char **argv;
-    size_t *argvlen;
-    char numkeys[24];
+    size_t eval_argc;
+    char *eval_args;
+    size_t eval_args_len;
 };
 
 struct redis_client_script {
@@ -103,6 +106,123 @@ struct redis_client {
 };
 
 static void client_connect(struct redis_client *c);
+
+/* ---- hiredis' event hooks ---- */
+
+/*
+ * Like hiredis' libevent adapter, except that the read event stays registered and a connected
+ * context's output is written from a deferred callback, after everything the current loop pass
+ * queues; the write event is only armed to connect or when the socket buffer is full. A command
+ * round trip then needs no epoll_ctl, where the adapter's one-shot events take four.
+ */
+struct client_events {
+    redisAsyncContext *ac;
+    struct event read_ev;  /* persistent */
+    struct event write_ev; /* one-shot, as hiredis expects */
+    struct event flush_ev; /* activated by hand */
+};
+
+static void events_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct client_events *e = arg;
+
+    (void)fd;
+    (void)what;
+    redisAsyncHandleRead(e->ac); /* may free e */
+}
+
+static void events_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct client_events *e = arg;
+
+    (void)fd;
+    (void)what;
+    redisAsyncHandleWrite(e->ac); /* may free e */
+}
+
+static void events_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct client_events *e = arg;
+    int done = 0;
+
+    (void)fd;
+    (void)what;
+    if (redisBufferWrite(&e->ac->c, &done) == REDIS_ERR)
+        redisAsyncHandleWrite(e->ac); /* meets the same error and disconnects; may free e */
+    else if (!done)
+        event_add(&e->write_ev, NULL);
+}
+
+static void events_add_read(void *privdata)
+{
+    struct client_events *e = privdata;
+
+    event_add(&e->read_ev, NULL); /* no-op while registered */
+}
+
+static void events_del_read(void *privdata)
+{
+    struct client_events *e = privdata;
+
+    event_del(&e->read_ev);
+}
+
+static void events_add_write(void *privdata)
+{
+    struct client_events *e = privdata;
+
+    if (e->ac->c.flags & REDIS_CONNECTED)
+        event_active(&e->flush_ev, EV_TIMEOUT, 0); /* no-op while already active */
+    else
+        event_add(&e->write_ev, NULL);
+}
+
+static void events_del_write(void *privdata)
+{
+    struct client_events *e = privdata;
+
+    event_del(&e->write_ev);
+}
+
+static void events_cleanup(void *privdata)
+{
+    struct client_events *e = privdata;
+
+    event_del(&e->read_ev);
+    event_del(&e->write_ev);
+    event_del(&e->flush_ev);
+    free(e);
+}
+
+static bool events_attach(redisAsyncContext *ac, struct event_base *base)
+{
+    struct client_events *e = calloc(1, sizeof(*e));
+    int fd = ac->c.fd;
+
+    if (e == NULL)
+        return false;
+    e->ac = ac;
+    if (event_assign(&e->read_ev, base, fd, EV_READ | EV_PERSIST, events_on_read, e) != 0 ||
+        event_assign(&e->write_ev, base, fd, EV_WRITE, events_on_write, e) != 0 ||
+        event_assign(&e->flush_ev, base, -1, 0, events_on_flush, e) != 0) {
+        free(e);
+        return false;
+    }
+    /* the write event reports the end of the non-blocking connect */
+    if (event_add(&e->read_ev, NULL) != 0 || event_add(&e->write_ev, NULL) != 0) {
+        event_del(&e->read_ev);
+        event_del(&e->write_ev);
+        free(e);
+        return false;
+    }
+    ac->ev.addRead = events_add_read;
+    ac->ev.delRead = events_del_read;
+    ac->ev.addWrite = events_add_write;
+    ac->ev.delWrite = events_del_write;
+    ac->ev.cleanup = events_cleanup;
+    ac->ev.data = e;
+    return true;
+}
 
 static int64_t now_ms(void)
 {
@@ -451,22 +571,100 @@ static bool cmd_send(struct redis_client *c, struct redis_client_cmd *cmd, int a
     return true;
 }
 
+/* Queue a command already in the wire format; it is copied, as with cmd_send. */
+static bool cmd_send_formatted(struct redis_client *c, struct redis_client_cmd *cmd,
+                               const char *resp, size_t len)
+{
+    if (redisAsyncFormattedCommand(c->ac, client_on_reply, cmd, resp, len) != REDIS_OK)
+        return false;
+    fifo_push(c, cmd);
+    deadline_arm(c);
+    return true;
+}
+
+/* Decimal digits of n. */
+static size_t decimal_len(size_t n)
+{
+    size_t digits = 1;
+
+    while (n >= 10) {
+        n /= 10;
+        digits++;
+    }
+    return digits;
+}
+
+/* Write n in decimal at dst (no NUL); the byte after it. */
+static char *decimal_put(char *dst, size_t n)
+{
+    size_t digits = decimal_len(n);
+
+    for (size_t i = digits; i > 0; i--) {
+        dst[i - 1] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    return dst + digits;
+}
+
+/* What resp_bulk writes for len bytes of data. */
+static size_t resp_bulk_len(size_t len)
+{
+    return 1 + decimal_len(len) + 2 + len + 2;
+}
+
+/* Write one RESP bulk string ("$<len>\r\n<data>\r\n") at dst; the byte after it. */
+static char *resp_bulk(char *dst, const char *data, size_t len)
+{
+    *dst++ = '$';
+    dst = decimal_put(dst, len);
+    *dst++ = '\r';
+    *dst++ = '\n';
+    memcpy(dst, data, len);
+    dst[len] = '\r';
+    dst[len + 1] = '\n';
+    return dst + len + 2;
+}
+
+/* Write a RESP array header ("*<n>\r\n") at dst; the byte after it. */
+static char *resp_array(char *dst, size_t n)
+{
+    *dst++ = '*';
+    dst = decimal_put(dst, n);
+    *dst++ = '\r';
+    *dst++ = '\n';
+    return dst;
+}
+
 static bool eval_send(struct redis_client *c, struct redis_client_cmd *cmd)
 {
     const struct redis_client_script *script = c->scripts[cmd->script_id];
+    char head[EVAL_HEAD_ROOM];
+    char *resp, *end;
+    size_t head_len, source_len;
+    bool ok;
 
     if (script->sha_known && !cmd->eval_retried) {
-        cmd->argv[0] = "EVALSHA";
-        cmd->argv[1] = script->sha;
-    } else {
-        cmd->argv[0] = "EVAL";
-        cmd->argv[1] = script->source;
+        end = resp_array(head, cmd->eval_argc + 2);
+        end = resp_bulk(end, "EVALSHA", 7);
+        end = resp_bulk(end, script->sha, CLIENT_SHA_LEN);
+        head_len = (size_t)(end - head);
+        /* the arguments were formatted EVAL_HEAD_ROOM bytes into the command's buffer */
+        resp = cmd->eval_args - head_len;
+        memcpy(resp, head, head_len);
+        return cmd_send_formatted(c, cmd, resp, head_len + cmd->eval_args_len);
     }
-    cmd->argvlen[0] = strlen(cmd->argv[0]);
-    cmd->argvlen[1] = strlen(cmd->argv[1]);
-    cmd->argv[2] = cmd->numkeys;
-    cmd->argvlen[2] = strlen(cmd->numkeys);
-    return cmd_send(c, cmd, cmd->argc, cmd->argv, cmd->argvlen);
+    /* the rare fallback (no SHA yet, or the server lost its script cache) carries the source */
+    source_len = strlen(script->source);
+    resp = malloc(EVAL_HEAD_ROOM + resp_bulk_len(source_len) + cmd->eval_args_len);
+    if (resp == NULL)
+        return false;
+    end = resp_array(resp, cmd->eval_argc + 2);
+    end = resp_bulk(end, "EVAL", 4);
+    end = resp_bulk(end, script->source, source_len);
+    memcpy(end, cmd->eval_args, cmd->eval_args_len);
+    ok = cmd_send_formatted(c, cmd, resp, (size_t)(end - resp) + cmd->eval_args_len);
+    free(resp);
+    return ok;
 }
 
 static bool handshake_send(struct redis_client *c, enum cmd_kind kind, int script_id, int argc,
@@ -704,7 +902,7 @@ static void client_connect(struct redis_client *c)
         ac->c.err = 0;
         ac->c.errstr[0] = '\0';
     }
-    if (redisLibeventAttach(ac, c->base) != REDIS_OK) {
+    if (!events_attach(ac, c->base)) {
         client_error(c, LOG_LEVEL_ERROR, "connect to %s: cannot attach to the event loop",
                      c->opts.endpoint);
         redisAsyncFree(ac);
@@ -878,11 +1076,12 @@ bool redis_client_eval(struct redis_client *c, redis_client_reply_fn fn, void *a
                        int script_id, int numkeys, int argc, const char **argv,
                        const size_t *argvlen)
 {
-    const size_t per_slot = sizeof(size_t) + sizeof(char *);
     struct redis_client_cmd *cmd;
-    size_t slots, bytes = 0;
+    size_t bytes = EVAL_HEAD_ROOM;
+    char numkeys_text[24];
+    size_t numkeys_len;
     long timeout;
-    char *data;
+    char *end;
 
     if (c == NULL || c->state != REDIS_CLIENT_CONNECTED)
         return false;
@@ -894,33 +1093,25 @@ bool redis_client_eval(struct redis_client *c, redis_client_reply_fn fn, void *a
     timeout = command_timeout(c, timeout_ms);
     if (timeout < 0)
         return false;
-    slots = (size_t)argc + 3;
+    numkeys_len = (size_t)(decimal_put(numkeys_text, (size_t)numkeys) - numkeys_text);
+    bytes += resp_bulk_len(numkeys_len);
     for (int i = 0; i < argc; i++) {
         size_t len = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
 
-        if (len > SIZE_MAX / 2 - bytes)
+        if (len > SIZE_MAX / 4 - bytes)
             return false;
-        bytes += len;
+        bytes += resp_bulk_len(len);
     }
-    if (slots > (SIZE_MAX / 2 - bytes) / per_slot)
-        return false;
-    cmd = cmd_new(c, CMD_EVAL, fn, arg, timeout, slots * per_slot + bytes);
+    cmd = cmd_new(c, CMD_EVAL, fn, arg, timeout, bytes);
     if (cmd == NULL)
         return false;
     cmd->script_id = script_id;
-    cmd->argc = (int)slots;
-    cmd->argvlen = (size_t *)(cmd + 1);
-    cmd->argv = (const char **)(cmd->argvlen + slots);
-    snprintf(cmd->numkeys, sizeof(cmd->numkeys), "%d", numkeys);
-    data = (char *)(cmd->argv + slots);
-    for (int i = 0; i < argc; i++) {
-        size_t len = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
-
-        memcpy(data, argv[i], len);
-        cmd->argv[3 + i] = data;
-        cmd->argvlen[3 + i] = len;
-        data += len;
-    }
+    cmd->eval_argc = (size_t)argc + 1;
+    cmd->eval_args = (char *)(cmd + 1) + EVAL_HEAD_ROOM;
+    end = resp_bulk(cmd->eval_args, numkeys_text, numkeys_len);
+    for (int i = 0; i < argc; i++)
+        end = resp_bulk(end, argv[i], argvlen != NULL ? argvlen[i] : strlen(argv[i]));
+    cmd->eval_args_len = (size_t)(end - cmd->eval_args);
     if (!eval_send(c, cmd)) {
         free(cmd);
         return false;

@@ -34,6 +34,14 @@ bool outcome_status_parse(const char *s, enum outcome_status *out)
     return false;
 }
 
+static void copy_bounded(char *dst, size_t cap, const char *value, size_t len)
+{
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, value, len);
+    dst[len] = '\0';
+}
+
 void outcome_set_invalid_job(struct outcome *o, const char *message)
 {
     o->status = OUTCOME_FAILED;
@@ -61,20 +69,13 @@ void outcome_set_api(struct outcome *o, enum outcome_status status,
     o->has_http_status = true;
     o->http_status = c->http_status;
     if (status == OUTCOME_CREATED) {
-        snprintf(o->datamart_id, sizeof(o->datamart_id), "%s", c->datamart_id);
+        copy_bounded(o->datamart_id, sizeof(o->datamart_id), c->datamart_id,
+                     strnlen(c->datamart_id, sizeof(o->datamart_id)));
         return;
     }
     o->source = OUTCOME_SOURCE_API;
     snprintf(o->error_code, sizeof(o->error_code), "%s", c->code);
     snprintf(o->error_message, sizeof(o->error_message), "%s", c->message);
-}
-
-static void copy_bounded(char *dst, size_t cap, const char *value, size_t len)
-{
-    if (len >= cap)
-        len = cap - 1;
-    memcpy(dst, value, len);
-    dst[len] = '\0';
 }
 
 static long long parse_number(const char *value, size_t len)
@@ -95,7 +96,7 @@ bool outcome_load_field(struct outcome *o, const char *name, const char *value, 
             o->status = OUTCOME_FAILED;
     } else if (strcmp(name, "error_source") == 0) {
         o->source = (len == 5 && memcmp(value, "local", 5) == 0) ? OUTCOME_SOURCE_LOCAL
-                                                                   : OUTCOME_SOURCE_API;
+                                                                 : OUTCOME_SOURCE_API;
     } else if (strcmp(name, "datamart_id") == 0) {
         copy_bounded(o->datamart_id, sizeof(o->datamart_id), value, len);
     } else if (strcmp(name, "recovered") == 0) {
@@ -162,11 +163,22 @@ static void add_str(struct outcome_render *r, const char *name, const char *valu
     add(r, name, value, strlen(value));
 }
 
+/* Decimal text of v, NUL-terminated, written backwards into the slot (snprintf costs more than
+ * the rest of the rendering together). */
 static void add_num(struct outcome_render *r, const char *name, long long v, int slot)
 {
-    int n = snprintf(r->numbers[slot], sizeof(r->numbers[slot]), "%lld", v);
+    char *end = r->numbers[slot] + sizeof(r->numbers[slot]) - 1;
+    char *p = end;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
 
-    add(r, name, r->numbers[slot], (size_t)n);
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    *end = '\0';
+    if (v < 0)
+        *--p = '-';
+    add(r, name, p, (size_t)(end - p));
 }
 
 void outcome_render_fields(const struct outcome *o, const struct job *job, struct outcome_render *r)

@@ -156,7 +156,15 @@ static void server_reply_size(struct evhttp_request *req, size_t n, bool chunked
     free(big);
 }
 
-/* The request body picks the answer: hold, status:N, retry:V, size:N, chunked:N, empty. */
+static void server_on_drop(evutil_socket_t fd, short kind, void *arg)
+{
+    (void)fd;
+    (void)kind;
+    evhttp_connection_free(arg);
+}
+
+/* The request body picks the answer: hold, status:N, retry:V, size:N, chunked:N, empty, close
+ * (200 with Connection: close), drop (the connection closes unanswered). */
 static void server_on_request(struct evhttp_request *req, void *arg)
 {
     struct fixture *f = arg;
@@ -199,6 +207,14 @@ static void server_on_request(struct evhttp_request *req, void *arg)
         server_reply_size(req, (size_t)atol(s->body + 8), true);
     } else if (strcmp(s->body, "empty") == 0) {
         server_reply(req, 200, "", 0, false);
+    } else if (strcmp(s->body, "drop") == 0) {
+        /* not from inside the request callback: evhttp still uses the connection there */
+        assert_int_equal(event_base_once(f->base, -1, EV_TIMEOUT, server_on_drop,
+                                         evhttp_request_get_connection(req), NULL),
+                         0);
+    } else if (strcmp(s->body, "close") == 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        server_reply(req, 200, "{\"id\":\"dm\",\"error\":null}", 24, false);
     } else {
         server_reply(req, 200, "{\"id\":\"dm\",\"error\":null}", 24, false);
     }
@@ -651,6 +667,26 @@ static void test_server_closes(void **state)
     assert_int_equal(f->nraw, 1);
 }
 
+/* A kept-alive connection closed unanswered after the request went out: libcurl would send the
+ * request again on a fresh connection, which could create a datamart twice over a lost answer;
+ * the transfer fails as sent instead, and the server saw the request once. */
+static void test_no_resend_after_a_lost_answer(void **state)
+{
+    struct fixture *f = *state;
+    struct slot *r;
+
+    r = round_trip(f, "first");
+    assert_int_equal(r->status, 200);
+    r = round_trip(f, "drop");
+    assert_int_equal(r->outcome, HTTP_OUTCOME_TRANSPORT_ERROR);
+    assert_true(r->request_sent);
+    assert_non_null(strstr(r->error, "closed after the request was sent"));
+    assert_int_equal(f->nserved, 2);
+    r = round_trip(f, "after");
+    assert_int_equal(r->status, 200);
+    assert_int_equal(f->nserved, 3);
+}
+
 static void test_tls_to_plain_port(void **state)
 {
     struct fixture *f = *state;
@@ -678,6 +714,61 @@ static void test_keepalive_sequential(void **state)
     assert_int_equal(f->slots[0].status, 200);
     assert_int_equal(f->nserved, 100);
     assert_int_equal(f->npeers, 1);
+}
+
+static void on_pipe(evutil_socket_t fd, short kind, void *arg)
+{
+    (void)fd;
+    (void)kind;
+    *(bool *)arg = true;
+}
+
+/* The lowest free descriptor, likely one libcurl just closed, works for someone else's event. */
+static void assert_fresh_descriptor_works(struct fixture *f)
+{
+    double end = now_s() + 5;
+    bool fired = false;
+    struct event *ev;
+    int p[2];
+
+    assert_int_equal(pipe(p), 0);
+    ev = event_new(f->base, p[0], EV_READ, on_pipe, &fired);
+    assert_non_null(ev);
+    assert_int_equal(event_add(ev, NULL), 0);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    while (!fired && now_s() < end)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    event_free(ev);
+    close(p[0]);
+    close(p[1]);
+    assert_true(fired);
+}
+
+/* A kept-alive connection stays registered between requests. Whoever closes it, libcurl after a
+ * Connection: close answer or the server while it is idle, the descriptor is unregistered first,
+ * and the next request goes out on a fresh connection and is answered. */
+static void test_connection_closed_between_requests(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const bodies[] = {"close", "after-close", "close", "after-close", "idle"};
+    struct slot *r;
+
+    for (size_t i = 0; i < DM_ARRAY_LEN(bodies); i++) {
+        r = round_trip(f, bodies[i]);
+        assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
+        assert_int_equal(r->status, 200);
+        if (strcmp(bodies[i], "close") == 0)
+            assert_fresh_descriptor_works(f);
+    }
+    evhttp_set_timeout(f->http, 1);
+    for (int round = 0; round < 2; round++) {
+        drain(f, 1.5); /* the server drops the idle connection */
+        r = round_trip(f, "idle");
+        assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
+        assert_int_equal(r->status, 200);
+        assert_true(r->request_sent);
+    }
+    assert_int_equal(f->nserved, DM_ARRAY_LEN(bodies) + 2);
 }
 
 static void test_concurrent(void **state)
@@ -873,8 +964,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout_after_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_resend_after_a_lost_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_to_plain_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_sequential, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_closed_between_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconfigure_midflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_all, setup, teardown),

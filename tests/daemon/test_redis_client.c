@@ -511,6 +511,44 @@ static void test_script_eval(void **state)
     eval_sync(f, &cap, late);
 }
 
+/* The client writes eval arguments in the wire format itself: empty ones, large ones, bytes that
+ * look like the protocol, and more than nine of them all arrive intact. */
+static void test_script_eval_argument_shapes(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_client_options o;
+    struct capture cap = {0};
+    const char *args[12] = {"", NULL, "x\r\n$3\r\n"};
+    size_t lens[12] = {0, 100000, 7};
+    char *big = malloc(lens[1]);
+    int lengths;
+
+    assert_non_null(big);
+    memset(big, 'b', lens[1]);
+    args[1] = big;
+    for (size_t i = 3; i < DM_ARRAY_LEN(args); i++) {
+        args[i] = "a";
+        lens[i] = 1;
+    }
+    redis_server_start(&f->srv, NULL);
+    o = options_for(&f->srv);
+    f->c = redis_client_create(f->base, &o, on_state, f);
+    assert_non_null(f->c);
+    lengths = redis_client_add_script(f->c, "return {#KEYS[1], #ARGV[1], #ARGV[2], #ARGV}");
+    assert_true(lengths >= 0);
+    assert_true(redis_client_start(f->c));
+    assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
+    assert_true(redis_client_eval(f->c, on_capture, &cap, 0, lengths, 1, 12, args, lens));
+    assert_true(wait_count(f, &cap.calls, 1, 5000));
+    free(big);
+    assert_int_equal(cap.type, REDIS_REPLY_ARRAY);
+    assert_int_equal(cap.elements, 4);
+    assert_int_equal(cap.elem_int[0], 0);
+    assert_int_equal(cap.elem_int[1], 100000);
+    assert_int_equal(cap.elem_int[2], 7);
+    assert_int_equal(cap.elem_int[3], 11);
+}
+
 static void test_script_flush_fallback(void **state)
 {
     struct fixture *f = *state;
@@ -863,6 +901,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_select_db, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_script_eval, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_script_eval_argument_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_script_flush_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_killed_then_restarted, setup, teardown),
