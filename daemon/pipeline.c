@@ -97,6 +97,7 @@ struct pipeline {
     int retry_script;
     struct http_submitter *http;
     struct event *retry_read_ev;
+    struct event *kick_ev; /* reader_kick at the end of this loop pass */
     struct rate_limiter *limiter;    /* scope = local */
     struct cluster_limiter *cluster; /* scope = cluster: one bucket in Redis for every instance */
     int cluster_permits;             /* granted by the cluster bucket, not yet used */
@@ -184,7 +185,8 @@ static void task_done(struct task *t)
     outcome_release(&t->outcome);
     free(t);
     update_gauges(p);
-    reader_kick(p);
+    /* slots free up in bursts (one Redis reply settles many jobs): read once for all of them */
+    event_active(p->kick_ev, EV_TIMEOUT, 0);
 }
 
 static struct task *task_find(const struct pipeline *p, const char *entry_id, size_t len)
@@ -427,7 +429,7 @@ static void reader_kick(struct pipeline *p)
     }
 }
 
-static void on_retry_read(evutil_socket_t fd, short what, void *arg)
+static void on_kick_reader(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
@@ -1381,7 +1383,8 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
     if (!http_options(cfg, url, sizeof(url), &ho))
         goto fail;
     p->http = http_submitter_create(base, &ho);
-    p->retry_read_ev = evtimer_new(base, on_retry_read, p);
+    p->retry_read_ev = evtimer_new(base, on_kick_reader, p);
+    p->kick_ev = event_new(base, -1, 0, on_kick_reader, p);
     p->permit_ev = evtimer_new(base, on_permit_timer, p);
     p->limiter = rate_limiter_create(cfg->rate, cfg->burst, clock_monotonic_us());
     if (cfg->rate_limit_scope == RATE_LIMIT_SCOPE_CLUSTER &&
@@ -1392,7 +1395,7 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
                                           cfg->max_attempts, cfg->max_age_s,
                                           clock_monotonic_us() ^ (uint64_t)getpid());
     p->housekeeping_ev = event_new(base, -1, EV_PERSIST, on_housekeeping, p);
-    if (p->http == NULL || p->retry_read_ev == NULL || p->permit_ev == NULL ||
+    if (p->http == NULL || p->retry_read_ev == NULL || p->kick_ev == NULL || p->permit_ev == NULL ||
         p->limiter == NULL || p->breaker == NULL || p->retry_policy == NULL ||
         p->housekeeping_ev == NULL)
         goto fail;
@@ -1559,6 +1562,8 @@ void pipeline_free(struct pipeline *p)
     }
     if (p->retry_read_ev != NULL)
         event_free(p->retry_read_ev);
+    if (p->kick_ev != NULL)
+        event_free(p->kick_ev);
     if (p->permit_ev != NULL)
         event_free(p->permit_ev);
     if (p->housekeeping_ev != NULL)
