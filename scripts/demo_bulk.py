@@ -66,11 +66,6 @@ def payload(i, rng):
     return tenant, json.dumps(body)
 
 
-def bar(done, total, width=40):
-    filled = int(width * done / total)
-    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
-
-
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -100,7 +95,8 @@ def main():
 
         mock = subprocess.Popen(
             [os.path.join(BIN, "databrain-mock"), "--listen", "127.0.0.1:0", "--token", TOKEN,
-             "--latency-ms", "40:30", "--error-503", "0.02", "--seed", "7"],
+             "--latency-ms", "40:30", "--error-503", "0.02", "--rate-limit", "0.01",
+             "--retry-after", "1", "--seed", "7"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(mock)
         mock_addr = mock.stdout.readline().split()[-1]
@@ -108,45 +104,50 @@ def main():
         conf = os.path.join(work, "datamartd.conf")
         with open(conf, "w") as f:
             f.write(f"[redis]\nport = {rport}\n[api]\nbase_url = http://{mock_addr}\n"
-                    f"max_inflight = 32\n[queue]\nconsumer = demo\n[rate_limit]\nrate = 0\n"
+                    f"max_inflight = 32\n[queue]\nconsumer = demo\nbackoff_base_ms = 200\n"
+                    f"[rate_limit]\nrate = 0\n"
                     f"[admin]\nlisten = 127.0.0.1:{aport}\n[log]\nlevel = warn\n")
         env = dict(os.environ, DATAMARTD_API_TOKEN=TOKEN)
         log = open(os.path.join(work, "datamartd.log"), "w")
         procs.append(subprocess.Popen([os.path.join(BIN, "datamartd"), "-c", conf], env=env,
                                       stderr=log))
         print(f"redis-server on 127.0.0.1:{rport}, databrain-mock on {mock_addr} "
-              f"(40±30 ms latency, 2 % 503s), datamartd admin on 127.0.0.1:{aport}")
+              f"(40±30 ms latency, 2 % 503s, 1 % 429s), datamartd admin on 127.0.0.1:{aport}")
         wait_until("datamartd", lambda: r.xinfo_groups("datamart:jobs"))
 
         batch = f"demo-{int(time.time())}"
         rng = random.Random(1)
-        r.hset(f"datamart:batch:{batch}", "total", JOBS)
-        pipe = r.pipeline(transaction=False)
-        job_ids = []
-        for i in range(JOBS):
-            tenant, body = payload(i, rng)
-            job_ids.append(f"onboard-{tenant}")
-            pipe.xadd("datamart:jobs", {"job_id": job_ids[-1], "tenant": tenant,
-                                        "batch": batch, "payload": body})
-        enqueued_ms = {j: int(e.split("-")[0]) for j, e in zip(job_ids, pipe.execute())}
+        bulk = os.path.join(work, "onboarding.jsonl")
+        with open(bulk, "w") as f:
+            for i in range(JOBS):
+                f.write(payload(i, rng)[1] + "\n")
+        ctl = [os.path.join(BIN, "datamartctl"), "--redis", f"127.0.0.1:{rport}"]
+        # --no-validate: let the daemon reject the broken ones, the way a careless producer's would be
+        cmd = ctl + ["enqueue", "--batch", batch, "--job-id-field", "name", "--no-validate", bulk]
+        print("$ datamartctl enqueue --batch", batch, "--job-id-field name --no-validate onboarding.jsonl")
+        started_ms = int(time.time() * 1000)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         print(f"enqueued {JOBS} jobs as batch {batch}")
 
         counts = {}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            line = subprocess.run(ctl + ["batch", "status", batch], capture_output=True,
+                                  text=True).stdout.splitlines()
+            print("\r" + (line[0] if line else ""), end="", flush=True)
             counts = r.hgetall(f"datamart:batch:{batch}")
-            done = sum(int(counts.get(k, 0)) for k in ("created", "failed", "dead"))
-            print("\r" + bar(done, JOBS), end="", flush=True)
             if "finished_ms" in counts:
                 break
-            time.sleep(0.1)
+            time.sleep(0.2)
         print()
+        print(subprocess.run(ctl + ["batch", "status", batch], capture_output=True,
+                             text=True).stdout.splitlines()[-1])
 
         latencies, failures = [], []
         for _, fields in r.xrange("datamart:results"):
             if fields.get("event") != "job":
                 continue
-            latencies.append(int(fields["finished_ms"]) - enqueued_ms[fields["job_id"]])
+            latencies.append(int(fields["finished_ms"]) - started_ms)
             if fields["status"] != "created":
                 failures.append(fields)
         ends = [e for e in r.xrange("datamart:results") if e[1].get("event") == "batch"]
