@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "cluster_limiter.h"
 #include "config.h"
+#include "decimal.h"
 #include "http_submitter.h"
 #include "job.h"
 #include "log.h"
@@ -41,18 +42,18 @@
 /* "job_id=... tenant=... entry=...", the tenant escaped at up to 4 bytes per byte */
 #define WHO_MAX (JOB_ID_MAX + 4 * JOB_TENANT_MAX + JOB_ENTRY_ID_MAX + 32)
 #define LAG_POLL_TICKS 5
-/* 7 keys and 14 script arguments, then the outcome's field/value pairs */
-#define PUBLISH_ARGC_MAX (21 + 2 * OUTCOME_MAX_FIELDS)
+/* 7 keys and 15 script arguments, then the outcome's field/value pairs */
+#define PUBLISH_ARGC_MAX (22 + 2 * OUTCOME_MAX_FIELDS)
 #define HOUSEKEEPING_MS 100
 #define RETRY_MOVE_BATCH "100"
 /* a 429 without Retry-After still pauses everyone this long */
 #define RATE_LIMITED_PAUSE_MS 1000
 
 enum task_state {
-    TASK_PERMIT_WAIT,  /* valid, queued for a rate-limit permit (nothing claimed yet) */
-    TASK_CLAIM_WAIT,   /* to be claimed once the writer is connected */
+    TASK_PERMIT_WAIT, /* valid, queued for a rate-limit permit (nothing claimed yet) */
+    TASK_CLAIM_WAIT,  /* to be claimed once the writer is connected */
     TASK_CLAIMING,
-    TASK_SEND_WAIT,    /* the submitter could not start it; tried again at the next tick */
+    TASK_SEND_WAIT, /* the submitter could not start it; tried again at the next tick */
     TASK_SENDING,
     TASK_PUBLISH_WAIT, /* outcome decided, Redis unreachable: held in memory until it is back */
     TASK_PUBLISHING,
@@ -76,6 +77,7 @@ struct task {
     bool claimed;    /* the claim script made this entry the job's holder */
     bool probe;      /* the breaker's one test request */
     bool maybe_sent; /* an earlier attempt may have reached the API */
+    bool fresh;      /* the claim created the job hash: no leftovers of earlier attempts in it */
     bool wait_logged;
     int attempts_before;
     int64_t first_seen_ms;
@@ -97,7 +99,7 @@ struct pipeline {
     int retry_script;
     struct http_submitter *http;
     struct event *retry_read_ev;
-    struct event *kick_ev; /* reader_kick at the end of this loop pass */
+    struct event *kick_ev;           /* reader_kick at the end of this loop pass */
     struct rate_limiter *limiter;    /* scope = local */
     struct cluster_limiter *cluster; /* scope = cluster: one bucket in Redis for every instance */
     int cluster_permits;             /* granted by the cluster bucket, not yet used */
@@ -118,6 +120,11 @@ struct pipeline {
     char retry_key[KEY_MAX];
     char dead_key[KEY_MAX];
     char paused_key[KEY_MAX];
+
+    /* rendered once per configuration: every publish passes them */
+    char ttl[DECIMAL_MAX], maxlen[DECIMAL_MAX], reply_ttl[DECIMAL_MAX];
+    char nonce_prefix[160]; /* "<consumer>:<pid>:" */
+    size_t nonce_prefix_len;
 
     struct task *tasks;
     size_t held;
@@ -149,20 +156,39 @@ static void task_publish(struct task *t);
 
 /* ==== helpers ==== */
 
-static void task_log_id(const struct task *t, char *buf, size_t len)
+static char *append(char *dst, const char *s)
 {
-    char tenant[JOB_TENANT_MAX * 4 + 1];
+    size_t n = strlen(s);
 
-    job_tenant_printable(t->job, tenant, sizeof(tenant));
-    snprintf(buf, len, "job_id=%s tenant=%s entry=%s", t->job->job_id,
-             tenant[0] ? tenant : "-", t->job->entry_id);
+    memcpy(dst, s, n);
+    return dst + n;
 }
 
+/* "job_id=... tenant=... entry=..." into buf (WHO_MAX bytes); called only for lines written */
+static const char *task_who(const struct task *t, char *buf)
+{
+    char *w = append(append(buf, "job_id="), t->job->job_id);
+
+    w = append(w, " tenant=");
+    job_tenant_printable(t->job, w, JOB_TENANT_MAX * 4 + 1);
+    w = w[0] != '\0' ? w + strlen(w) : append(w, "-");
+    w = append(append(w, " entry="), t->job->entry_id);
+    *w = '\0';
+    return buf;
+}
+
+/* Decimal text of v in buf (24 bytes); snprintf costs more than the rest of a publish's set-up */
 static bool build_key(char *dst, const struct pipeline *p, const char *kind, const char *id)
 {
-    int n = snprintf(dst, KEY_MAX, "%s:%s%s", p->prefix, kind, id);
+    size_t lp = strlen(p->prefix), lk = strlen(kind), li = strlen(id);
 
-    return n > 0 && n < KEY_MAX;
+    if (lp + 1 + lk + li >= KEY_MAX)
+        return false;
+    memcpy(dst, p->prefix, lp);
+    dst[lp] = ':';
+    memcpy(dst + lp + 1, kind, lk);
+    memcpy(dst + lp + 1 + lk, id, li + 1);
+    return true;
 }
 
 static void update_gauges(struct pipeline *p)
@@ -244,6 +270,17 @@ static struct task *task_create(struct pipeline *p, const redisReply *id, const 
     return t;
 }
 
+/* snprintf's "%s" truncation without its cost */
+static void copy_name(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* Decide locally what can be decided before any request: a broken envelope or payload. */
 static bool task_validate(struct task *t)
 {
@@ -260,7 +297,7 @@ static bool task_validate(struct task *t)
     switch (validator_result_verdict(vr)) {
     case VALIDATOR_OK:
         t->will_send = true;
-        snprintf(t->name, sizeof(t->name), "%s", validator_result_name(vr));
+        copy_name(t->name, sizeof(t->name), validator_result_name(vr));
         break;
     case VALIDATOR_NOT_JSON:
         outcome_set_invalid_job(&t->outcome, validator_result_message(vr, 0));
@@ -285,6 +322,9 @@ static void task_start(struct pipeline *p, const redisReply *id, const redisRepl
 {
     struct task *t = task_create(p, id, fields);
     char who[WHO_MAX];
+    char counter[DECIMAL_MAX];
+    const char *digits;
+    size_t ndigits;
 
     if (t == NULL || !task_validate(t)) {
         /* the entry stays pending and comes back at the next pending pass */
@@ -302,10 +342,11 @@ static void task_start(struct pipeline *p, const redisReply *id, const redisRepl
     p->tasks = t;
     p->held++;
     update_gauges(p);
-    snprintf(t->nonce, sizeof(t->nonce), "%s:%ld:%llu", p->consumer, (long)getpid(),
-             (unsigned long long)++p->nonce_counter);
-    task_log_id(t, who, sizeof(who));
-    log_debug("%s: read", who);
+    digits = decimal_format(counter, (long long)++p->nonce_counter);
+    ndigits = strlen(digits);
+    memcpy(t->nonce, p->nonce_prefix, p->nonce_prefix_len);
+    memcpy(t->nonce + p->nonce_prefix_len, digits, ndigits + 1);
+    log_debug("%s: read", task_who(t, who));
     if (t->will_send)
         task_queue_for_permit(t); /* the claim marks a request in flight: only claim to send */
     else
@@ -345,8 +386,7 @@ static void on_read(struct redis_client *c, struct redisReply *reply, void *arg)
         const redisReply *fields = e->element[1];
 
         if (p->pending_pass) {
-            snprintf(p->pending_cursor, sizeof(p->pending_cursor), "%.*s", (int)id->len,
-                     id->str);
+            snprintf(p->pending_cursor, sizeof(p->pending_cursor), "%.*s", (int)id->len, id->str);
             if (task_held(p, id->str, id->len))
                 continue;
         }
@@ -413,19 +453,19 @@ static void reader_kick(struct pipeline *p)
         p->read_count = 1; /* the probe's job: the rest stay in the stream */
     snprintf(count, sizeof(count), "%zu", p->read_count);
     if (p->pending_pass) {
-        const char *argv[] = {"XREADGROUP", "GROUP", p->group, p->consumer, "COUNT", count,
-                              "STREAMS", p->jobs_key, p->pending_cursor};
+        const char *argv[] = {"XREADGROUP", "GROUP",   p->group,    p->consumer,      "COUNT",
+                              count,        "STREAMS", p->jobs_key, p->pending_cursor};
 
         p->read_outstanding =
             redis_client_command(p->reader, on_read, p, 0, DM_ARRAY_LEN(argv), argv, NULL);
     } else {
-        const char *argv[] = {"XREADGROUP", "GROUP",   p->group,      p->consumer,
-                              "COUNT",      count,     "BLOCK",       DM_XSTR(READ_BLOCK_MS),
+        const char *argv[] = {"XREADGROUP", "GROUP",     p->group, p->consumer,
+                              "COUNT",      count,       "BLOCK",  DM_XSTR(READ_BLOCK_MS),
                               "STREAMS",    p->jobs_key, ">"};
 
-        p->read_outstanding = redis_client_command(
-            p->reader, on_read, p, READ_BLOCK_MS + REDIS_COMMAND_TIMEOUT_MS, DM_ARRAY_LEN(argv),
-            argv, NULL);
+        p->read_outstanding =
+            redis_client_command(p->reader, on_read, p, READ_BLOCK_MS + REDIS_COMMAND_TIMEOUT_MS,
+                                 DM_ARRAY_LEN(argv), argv, NULL);
     }
 }
 
@@ -586,8 +626,7 @@ static void task_finish_local(struct task *t)
 {
     char who[WHO_MAX];
 
-    task_log_id(t, who, sizeof(who));
-    log_info("%s: failed %s before any request: %s%s%s", who, t->outcome.error_code,
+    log_info("%s: failed %s before any request: %s%s%s", task_who(t, who), t->outcome.error_code,
              t->outcome.error_path[0] ? t->outcome.error_path : "",
              t->outcome.error_path[0] ? ": " : "", t->outcome.error_message);
     t->outcome.attempts = t->attempts_before;
@@ -608,10 +647,9 @@ static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg
     t->state = TASK_CLAIM_WAIT;
     if (reply == NULL)
         return; /* retried when the writer reconnects; the claim is idempotent for our nonce */
-    task_log_id(t, who, sizeof(who));
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
         reply->element[0]->type != REDIS_REPLY_STRING) {
-        log_error("%s: claim failed: %s", who,
+        log_error("%s: claim failed: %s", task_who(t, who),
                   reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
         return; /* tried again at the next tick */
     }
@@ -621,35 +659,36 @@ static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg
         t->probe = false;
         permit_grant(p);
     }
-    if (strcmp(verdict, "claimed") == 0 && reply->elements == 4) {
+    if (strcmp(verdict, "claimed") == 0 && reply->elements == 5) {
         t->claimed = true;
         t->attempts_before = (int)reply->element[1]->integer;
         t->maybe_sent = reply->element[2]->integer != 0;
         t->first_seen_ms = reply->element[3]->integer;
+        t->fresh = reply->element[4]->integer != 0;
         if (t->will_send)
             task_send(t);
         else
             task_finish_local(t);
     } else if (strcmp(verdict, "finished") == 0) {
         for (size_t i = 1; i + 1 < reply->elements; i += 2) {
-            if (!outcome_load_field(&t->outcome, reply->element[i]->str,
-                                    reply->element[i + 1]->str, reply->element[i + 1]->len)) {
-                log_error("%s: out of memory loading the stored outcome", who);
+            if (!outcome_load_field(&t->outcome, reply->element[i]->str, reply->element[i + 1]->str,
+                                    reply->element[i + 1]->len)) {
+                log_error("%s: out of memory loading the stored outcome", task_who(t, who));
                 return;
             }
         }
         t->mode = PUBLISH_DUPLICATE;
         t->outcome.duplicate = true;
-        log_info("%s: job_id already finished (%s): publishing its outcome again", who,
+        log_info("%s: job_id already finished (%s): publishing its outcome again", task_who(t, who),
                  outcome_status_name(t->outcome.status));
         task_publish(t);
     } else if (strcmp(verdict, "dropped") == 0) {
-        log_info("%s: dropped: job_id is already held by entry %s", who,
+        log_info("%s: dropped: job_id is already held by entry %s", task_who(t, who),
                  reply->elements > 1 ? reply->element[1]->str : "?");
         task_done(t);
     } else {
-        log_warn("%s: entry is no longer pending for consumer %s: left to its owner", who,
-                 p->consumer);
+        log_warn("%s: entry is no longer pending for consumer %s: left to its owner",
+                 task_who(t, who), p->consumer);
         metrics_outcome_stale(p->metrics);
         task_done(t);
     }
@@ -658,20 +697,19 @@ static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg
 static void task_claim(struct task *t)
 {
     struct pipeline *p = t->p;
-    char job_key[KEY_MAX], now[24];
+    char job_key[KEY_MAX], now[DECIMAL_MAX];
     const char *argv[7];
 
     if (!build_key(job_key, p, "job:", t->job->job_id)) {
         log_error("job key for %s too long", t->job->job_id);
         return;
     }
-    snprintf(now, sizeof(now), "%lld", (long long)clock_realtime_ms());
     argv[0] = job_key;
     argv[1] = p->jobs_key;
     argv[2] = p->group;
     argv[3] = t->job->entry_id;
     argv[4] = p->consumer;
-    argv[5] = now;
+    argv[5] = decimal_format(now, (long long)clock_realtime_ms());
     argv[6] = t->will_send ? t->nonce : "";
     t->state = TASK_CLAIM_WAIT;
     if (redis_client_eval(p->writer, on_claim, t, 0, p->claim_script, 2, 7, argv, NULL))
@@ -697,10 +735,10 @@ static enum api_transport transport_of(enum http_outcome o)
 /* Tell the operator, once per change, why submissions stopped or resumed. */
 static void breaker_changed(struct pipeline *p, const struct api_classification *c)
 {
-    metrics_set_submissions_paused(p->metrics,
-                                   breaker_state(p->breaker) == BREAKER_STATE_CLOSED ? 0
-                                   : breaker_reason(p->breaker) == BREAKER_REASON_AUTH ? 2
-                                                                                       : 1);
+    metrics_set_submissions_paused(p->metrics, breaker_state(p->breaker) == BREAKER_STATE_CLOSED ? 0
+                                               : breaker_reason(p->breaker) == BREAKER_REASON_AUTH
+                                                   ? 2
+                                                   : 1);
     if (breaker_state(p->breaker) == BREAKER_STATE_CLOSED) {
         log_info("API accepts requests again: resuming submissions");
         reader_kick(p);
@@ -809,14 +847,13 @@ static void on_http_done(void *arg, const struct http_result *res)
     if (res->retry_after != NULL &&
         !retry_after_parse(res->retry_after, clock_realtime_ms(), &retry_after_ms))
         retry_after_ms = -1;
-    task_log_id(t, who, sizeof(who));
 
     if (c.verdict == API_VERDICT_AUTH) {
         if (breaker_auth_fault(p->breaker, probe, now_ms))
             breaker_changed(p, &c);
         if (clock_realtime_ms() - t->first_seen_ms <= p->cfg->max_age_s * 1000) {
             /* a credential fault is the daemon's, not the job's: it waits, attempt unspent */
-            log_info("%s: held back: %s (%s)", who, c.code, c.message);
+            log_info("%s: held back: %s (%s)", task_who(t, who), c.code, c.message);
             task_requeue_first(t);
             permit_grant(p);
             return;
@@ -838,16 +875,18 @@ static void on_http_done(void *arg, const struct http_result *res)
     permit_grant(p); /* a probe's result may have reopened the gate */
 
     if (t->mode == PUBLISH_RETRY)
-        log_info("%s: attempt %d failed, %s: %s (HTTP %ld, %.3f s); next attempt in %lld ms", who,
-                 t->outcome.attempts, c.code, t->outcome.error_message, res->status, res->total_s,
-                 (long long)(t->due_ms - clock_realtime_ms()));
+        log_info("%s: attempt %d failed, %s: %s (HTTP %ld, %.3f s); next attempt in %lld ms",
+                 task_who(t, who), t->outcome.attempts, c.code, t->outcome.error_message,
+                 res->status, res->total_s, (long long)(t->due_ms - clock_realtime_ms()));
     else if (t->outcome.status == OUTCOME_CREATED)
-        log_info("%s: created datamart %s%s (HTTP %ld, %.3f s)", who, t->outcome.datamart_id,
+        log_info("%s: created datamart %s%s (HTTP %ld, %.3f s)", task_who(t, who),
+                 t->outcome.datamart_id,
                  t->outcome.recovered ? " (recovered after a lost answer)" : "", res->status,
                  res->total_s);
     else
-        log_info("%s: %s %s: %s (HTTP %ld, %.3f s)", who, outcome_status_name(t->outcome.status),
-                 t->outcome.error_code, t->outcome.error_message, res->status, res->total_s);
+        log_info("%s: %s %s: %s (HTTP %ld, %.3f s)", task_who(t, who),
+                 outcome_status_name(t->outcome.status), t->outcome.error_code,
+                 t->outcome.error_message, res->status, res->total_s);
     task_publish(t);
 }
 
@@ -874,8 +913,7 @@ static void task_hold_outcome(struct task *t)
     if (t->wait_logged)
         return;
     t->wait_logged = true;
-    task_log_id(t, who, sizeof(who));
-    log_warn("%s: Redis unavailable: outcome held in memory until it is back", who);
+    log_warn("%s: Redis unavailable: outcome held in memory until it is back", task_who(t, who));
 }
 
 static void on_publish(struct redis_client *c, struct redisReply *reply, void *arg)
@@ -892,9 +930,8 @@ static void on_publish(struct redis_client *c, struct redisReply *reply, void *a
         return;
     }
     t->state = TASK_PUBLISH_WAIT;
-    task_log_id(t, who, sizeof(who));
     if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: publishing the outcome failed: %s", who, reply->str);
+        log_error("%s: publishing the outcome failed: %s", task_who(t, who), reply->str);
         return;
     }
     if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_STRING) {
@@ -902,12 +939,11 @@ static void on_publish(struct redis_client *c, struct redisReply *reply, void *a
             if (t->mode == PUBLISH_RETRY)
                 metrics_job_retried(p->metrics);
             else
-                metrics_job_finished(p->metrics, t->outcome.status,
-                                     t->mode == PUBLISH_DUPLICATE);
+                metrics_job_finished(p->metrics, t->outcome.status, t->mode == PUBLISH_DUPLICATE);
         } else {
             log_warn("%s: outcome not published: the entry is no longer pending for %s "
                      "(already published, or taken over)",
-                     who, p->consumer);
+                     task_who(t, who), p->consumer);
             metrics_outcome_stale(p->metrics);
         }
     }
@@ -917,11 +953,10 @@ static void on_publish(struct redis_client *c, struct redisReply *reply, void *a
 static void task_publish(struct task *t)
 {
     struct pipeline *p = t->p;
-    const struct config *cfg = p->cfg;
     struct outcome_render r;
     struct strbuf reply;
     char job_key[KEY_MAX], batch_key[KEY_MAX], reply_key[KEY_MAX];
-    char ttl[24], maxlen[24], reply_ttl[24], now[24], due[24], attempts[24], http_status[24];
+    char now[DECIMAL_MAX], due[DECIMAL_MAX], attempts[DECIMAL_MAX], http_status[DECIMAL_MAX];
     static const char *const modes[] = {"final", "duplicate", "retry"};
     bool dead = t->mode == PUBLISH_FINAL && t->outcome.status == OUTCOME_DEAD;
     const char *argv[PUBLISH_ARGC_MAX];
@@ -938,16 +973,11 @@ static void task_publish(struct task *t)
         return;
     }
     if (!build_key(job_key, p, "job:", t->job->job_id) ||
-        !build_key(batch_key, p, "batch:", t->job->batch) ||
-        !build_key(reply_key, p, "reply:", t->job->reply_to)) {
+        (t->job->batch[0] != '\0' && !build_key(batch_key, p, "batch:", t->job->batch)) ||
+        (t->job->reply_to[0] != '\0' && !build_key(reply_key, p, "reply:", t->job->reply_to))) {
         strbuf_release(&reply);
         return;
     }
-    snprintf(ttl, sizeof(ttl), "%ld", cfg->result_ttl_s);
-    snprintf(maxlen, sizeof(maxlen), "%ld", cfg->results_maxlen);
-    snprintf(reply_ttl, sizeof(reply_ttl), "%ld", cfg->reply_ttl_s);
-    snprintf(now, sizeof(now), "%lld", (long long)clock_realtime_ms());
-    snprintf(due, sizeof(due), "%lld", (long long)t->due_ms);
 
 #define ARG(s, n) (argv[argc] = (s), lens[argc] = (n), argc++)
 #define ARGS(s) ARG((s), strlen(s))
@@ -962,22 +992,21 @@ static void task_publish(struct task *t)
     ARGS(t->job->entry_id);
     ARGS(p->consumer);
     ARGS(modes[t->mode]);
-    ARGS(ttl);
-    ARGS(maxlen);
-    ARGS(reply_ttl);
+    ARGS(p->ttl);
+    ARGS(p->maxlen);
+    ARGS(p->reply_ttl);
     ARG(reply.data ? reply.data : "", reply.len);
     ARGS(t->job->batch);
     ARGS(outcome_status_name(t->outcome.status));
-    ARGS(now);
+    ARGS(decimal_format(now, (long long)clock_realtime_ms()));
     ARGS(t->job->job_id);
     if (t->mode == PUBLISH_RETRY) {
         /* the job hash carries the envelope while the stream entry is gone */
-        ARGS(due);
+        ARGS(decimal_format(due, (long long)t->due_ms));
         ARGS("");
-        snprintf(attempts, sizeof(attempts), "%d", t->outcome.attempts);
-        snprintf(http_status, sizeof(http_status), "%ld", t->outcome.http_status);
+        ARGS("");
         ARGS("attempts");
-        ARGS(attempts);
+        ARGS(decimal_format(attempts, t->outcome.attempts));
         ARGS("payload");
         ARG(t->job->payload, t->job->payload_len);
         ARGS("last_error_code");
@@ -985,7 +1014,7 @@ static void task_publish(struct task *t)
         ARGS("last_error_message");
         ARGS(t->outcome.error_message);
         ARGS("last_http_status");
-        ARGS(http_status);
+        ARGS(decimal_format(http_status, t->outcome.http_status));
         if (t->job->tenant_len > 0) {
             ARGS("tenant");
             ARG(t->job->tenant, t->job->tenant_len);
@@ -1002,6 +1031,7 @@ static void task_publish(struct task *t)
         /* a dead letter keeps the payload so it can be requeued */
         ARG(dead ? t->job->payload : "", dead ? t->job->payload_len : 0);
         ARGS(dead ? t->job->reply_to : "");
+        ARGS(t->fresh ? "1" : "");
         outcome_render_fields(&t->outcome, t->job, &r);
         for (size_t i = 0; i < r.count; i++) {
             ARGS(r.fields[i].name);
@@ -1171,8 +1201,8 @@ static void on_autoclaim(struct redis_client *c, struct redisReply *reply, void 
             ack_deleted_entry(p, e->element[0]->str);
             continue;
         }
-        log_info("took over entry %s: its consumer was silent for over %ld ms",
-                 e->element[0]->str, p->cfg->claim_idle_ms);
+        log_info("took over entry %s: its consumer was silent for over %ld ms", e->element[0]->str,
+                 p->cfg->claim_idle_ms);
         task_start(p, e->element[0], e->element[1]);
     }
 }
@@ -1197,8 +1227,7 @@ static void take_over_idle(struct pipeline *p)
     argv[5] = p->autoclaim_cursor;
     argv[6] = "COUNT";
     argv[7] = count;
-    p->autoclaim_outstanding =
-        redis_client_command(p->writer, on_autoclaim, p, 0, 8, argv, NULL);
+    p->autoclaim_outstanding = redis_client_command(p->writer, on_autoclaim, p, 0, 8, argv, NULL);
 }
 
 static void on_pause_checked(struct redis_client *c, struct redisReply *reply, void *arg)
@@ -1343,6 +1372,16 @@ static void breaker_options(const struct config *cfg, struct breaker_settings *b
     b->probe_max_ms = cfg->breaker_probe_max_ms;
 }
 
+/* the publish script's numeric settings, as text */
+static void render_settings(struct pipeline *p, const struct config *cfg)
+{
+    char buf[24];
+
+    copy_name(p->ttl, sizeof(p->ttl), decimal_format(buf, cfg->result_ttl_s));
+    copy_name(p->maxlen, sizeof(p->maxlen), decimal_format(buf, cfg->results_maxlen));
+    copy_name(p->reply_ttl, sizeof(p->reply_ttl), decimal_format(buf, cfg->reply_ttl_s));
+}
+
 struct pipeline *pipeline_create(struct event_base *base, const struct config *cfg,
                                  struct metrics *metrics)
 {
@@ -1361,6 +1400,10 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
     snprintf(p->prefix, sizeof(p->prefix), "%s", cfg->prefix);
     snprintf(p->group, sizeof(p->group), "%s", cfg->group);
     snprintf(p->consumer, sizeof(p->consumer), "%s", cfg->consumer);
+    /* claim nonces: unique per process and claim, without a getpid per job */
+    p->nonce_prefix_len = (size_t)snprintf(p->nonce_prefix, sizeof(p->nonce_prefix),
+                                           "%s:%ld:", p->consumer, (long)getpid());
+    render_settings(p, cfg);
     if (!build_key(p->jobs_key, p, "jobs", "") || !build_key(p->results_key, p, "results", "") ||
         !build_key(p->retry_key, p, "retry", "") || !build_key(p->dead_key, p, "dead", "") ||
         !build_key(p->paused_key, p, "paused", ""))
@@ -1377,8 +1420,7 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
     p->publish_script = redis_client_add_script(p->writer, publish_lua);
     p->lease_script = redis_client_add_script(p->writer, lease_lua);
     p->retry_script = redis_client_add_script(p->writer, retry_lua);
-    if (p->claim_script < 0 || p->publish_script < 0 || p->lease_script < 0 ||
-        p->retry_script < 0)
+    if (p->claim_script < 0 || p->publish_script < 0 || p->lease_script < 0 || p->retry_script < 0)
         goto fail;
     if (!http_options(cfg, url, sizeof(url), &ho))
         goto fail;
@@ -1391,9 +1433,9 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
         (p->cluster = cluster_limiter_create(p->writer, p->prefix, cfg->rate, cfg->burst)) == NULL)
         goto fail;
     p->breaker = breaker_create(&bs);
-    p->retry_policy = retry_policy_create(cfg->backoff_base_ms, cfg->backoff_max_ms,
-                                          cfg->max_attempts, cfg->max_age_s,
-                                          clock_monotonic_us() ^ (uint64_t)getpid());
+    p->retry_policy =
+        retry_policy_create(cfg->backoff_base_ms, cfg->backoff_max_ms, cfg->max_attempts,
+                            cfg->max_age_s, clock_monotonic_us() ^ (uint64_t)getpid());
     p->housekeeping_ev = event_new(base, -1, EV_PERSIST, on_housekeeping, p);
     if (p->http == NULL || p->retry_read_ev == NULL || p->kick_ev == NULL || p->permit_ev == NULL ||
         p->limiter == NULL || p->breaker == NULL || p->retry_policy == NULL ||
@@ -1446,8 +1488,9 @@ bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
         metrics_set_submissions_paused(p->metrics, 0);
     }
     p->cfg = cfg;
+    render_settings(p, cfg);
     permit_grant(p); /* a higher rate may release waiting tasks now */
-    reader_kick(p); /* max_inflight may have grown */
+    reader_kick(p);  /* max_inflight may have grown */
     return true;
 }
 
@@ -1516,16 +1559,17 @@ void pipeline_describe(const struct pipeline *p, char *buf, size_t len)
                     redis_client_state(p->reader) == REDIS_CLIENT_CONNECTED;
 
     if (!redis_up && p->cfg->redis_socket && p->cfg->redis_socket[0])
-        snprintf(buf, len, "waiting for Redis at %s%s%s", p->cfg->redis_socket,
-                 err[0] ? ": " : "", err);
+        snprintf(buf, len, "waiting for Redis at %s%s%s", p->cfg->redis_socket, err[0] ? ": " : "",
+                 err);
     else if (!redis_up)
-        snprintf(buf, len, "waiting for Redis at %s:%d%s%s", p->cfg->redis_host,
-                 p->cfg->redis_port, err[0] ? ": " : "", err);
+        snprintf(buf, len, "waiting for Redis at %s:%d%s%s", p->cfg->redis_host, p->cfg->redis_port,
+                 err[0] ? ": " : "", err);
     else if (!ready || p->paused)
         snprintf(buf, len, "%s; %zu jobs held, %zu requests in flight",
                  p->paused ? "paused by an operator" : why, p->held, p->sending);
     else
-        snprintf(buf, len, "%s%zu jobs held, %zu requests in flight; %llu created, %llu failed, "
+        snprintf(buf, len,
+                 "%s%zu jobs held, %zu requests in flight; %llu created, %llu failed, "
                  "%llu dead",
                  p->draining ? "draining: " : "", p->held, p->sending,
                  (unsigned long long)metrics_jobs_total(p->metrics, OUTCOME_CREATED),

@@ -13,6 +13,20 @@ static enum log_level current_level = LOG_LEVEL_INFO;
 static bool to_journal;
 static const char *log_ident = "datamartd";
 
+/* the message part of a line, '\0' included, as when it was formatted on its own */
+#define LOG_MSG_MAX 2048
+/* " <ident>[<pid>] ": an ident longer than this is cut */
+#define LOG_IDENT_HEAD_MAX 160
+
+/* timestamp, ident head, level name and ": " fit in this much before the message */
+#define LOG_HEAD_MAX (40 + LOG_IDENT_HEAD_MAX)
+
+/* "YYYY-mm-ddTHH:MM:SS" of cached_sec: formatted once a second, not once a line */
+static _Thread_local char cached_when[24];
+static _Thread_local time_t cached_sec = (time_t)-1;
+static _Thread_local char ident_head[LOG_IDENT_HEAD_MAX];
+static _Thread_local size_t ident_head_len;
+
 /* syslog priorities journald reads from a "<N>" line prefix */
 static const int journal_priority[] = {3, 4, 6, 7};
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -34,6 +48,7 @@ void log_init(const char *ident)
 {
     if (ident != NULL)
         log_ident = ident;
+    ident_head_len = 0;
     to_journal = stderr_is_journal();
 }
 
@@ -67,36 +82,86 @@ const char *log_level_name(enum log_level level)
     return level_names[level];
 }
 
+static size_t put(char *dst, const char *s)
+{
+    size_t n = strlen(s);
+
+    memcpy(dst, s, n);
+    return n;
+}
+
+/* "Z <ident>[<pid>] " once per process (the daemon never forks after its first line) */
+static void ident_head_render(void)
+{
+    int n = snprintf(ident_head, sizeof(ident_head), "Z %s[%ld] ", log_ident, (long)getpid());
+
+    if (n < 0)
+        n = 0;
+    ident_head_len = (size_t)n < sizeof(ident_head) ? (size_t)n : sizeof(ident_head) - 1;
+}
+
+static size_t plain_head(enum log_level level, char *out)
+{
+    struct timespec ts;
+    long ms;
+    size_t o;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+
+        gmtime_r(&ts.tv_sec, &tm);
+        if (strftime(cached_when, sizeof(cached_when), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+            cached_when[0] = '\0';
+        cached_sec = ts.tv_sec;
+    }
+    if (ident_head_len == 0)
+        ident_head_render();
+    o = put(out, cached_when);
+    ms = ts.tv_nsec / 1000000L;
+    out[o++] = '.';
+    out[o++] = (char)('0' + ms / 100);
+    out[o++] = (char)('0' + ms / 10 % 10);
+    out[o++] = (char)('0' + ms % 10);
+    memcpy(out + o, ident_head, ident_head_len);
+    o += ident_head_len;
+    o += put(out + o, level_names[level]);
+    out[o++] = ':';
+    out[o++] = ' ';
+    return o;
+}
+
 void log_write(enum log_level level, const char *fmt, ...)
 {
     int saved_errno = errno; /* logging must never clobber the caller's errno */
-    char msg[2048];
+    char line[LOG_HEAD_MAX + LOG_MSG_MAX + 1];
+    char *msg;
+    size_t head, len = 0;
     va_list ap;
 
     if (!log_enabled(level)) {
         errno = saved_errno;
         return;
     }
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    for (char *p = msg; *p != '\0'; p++) {
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    }
-
     if (to_journal) {
-        fprintf(stderr, "<%d>%s\n", journal_priority[level], msg);
+        line[0] = '<';
+        line[1] = (char)('0' + journal_priority[level]);
+        line[2] = '>';
+        head = 3;
     } else {
-        struct timespec ts;
-        struct tm tm;
-        char when[32];
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-        fprintf(stderr, "%s.%03ldZ %s[%ld] %s: %s\n", when, ts.tv_nsec / 1000000L, log_ident,
-                (long)getpid(), level_names[level], msg);
+        head = plain_head(level, line);
     }
+    msg = line + head;
+    va_start(ap, fmt);
+    if (vsnprintf(msg, LOG_MSG_MAX, fmt, ap) < 0)
+        msg[0] = '\0';
+    va_end(ap);
+    /* up to the first NUL, as "%s" printed it */
+    for (; msg[len] != '\0'; len++) {
+        if (msg[len] == '\n' || msg[len] == '\r')
+            msg[len] = ' ';
+    }
+    msg[len] = '\n';
+    fwrite(line, 1, head + len + 1, stderr);
     errno = saved_errno;
 }

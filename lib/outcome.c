@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decimal.h"
+
 static const char *const status_names[] = {"created", "failed", "dead"};
 static const char *const source_names[] = {"", "local", "api"};
 
@@ -167,18 +169,7 @@ static void add_str(struct outcome_render *r, const char *name, const char *valu
  * the rest of the rendering together). */
 static void add_num(struct outcome_render *r, const char *name, long long v, int slot)
 {
-    char *end = r->numbers[slot] + sizeof(r->numbers[slot]) - 1;
-    char *p = end;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    *end = '\0';
-    if (v < 0)
-        *--p = '-';
-    add(r, name, p, (size_t)(end - p));
+    add_str(r, name, decimal_format(r->numbers[slot], v));
 }
 
 void outcome_render_fields(const struct outcome *o, const struct job *job, struct outcome_render *r)

@@ -10,6 +10,7 @@
 
 #include "api_response.h"
 #include "compiler.h"
+#include "decimal.h"
 #include "job.h"
 #include "strbuf.h"
 
@@ -54,7 +55,7 @@ struct outcome_field {
 struct outcome_render {
     struct outcome_field fields[OUTCOME_MAX_FIELDS];
     size_t count;
-    char numbers[4][24];
+    char numbers[4][DECIMAL_MAX];
 };
 
 void outcome_init(struct outcome *o);
@@ -84,7 +85,8 @@ bool outcome_load_field(struct outcome *o, const char *name, const char *value,
 void outcome_redact(struct outcome *o, const char *secret);
 
 /* The `event=job` fields for HSET and XADD: event, job_id, status, ..., finished_ms. */
-void outcome_render_fields(const struct outcome *o, const struct job *job, struct outcome_render *r);
+void outcome_render_fields(const struct outcome *o, const struct job *job,
+                           struct outcome_render *r);
 /* The same fields as one JSON object, for the reply list. */
 void outcome_render_json(const struct outcome *o, const struct job *job, struct strbuf *sb);
 

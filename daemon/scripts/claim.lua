@@ -2,9 +2,10 @@
 -- KEYS[1] P:job:<job_id>   KEYS[2] P:jobs
 -- ARGV[1] group  ARGV[2] entry id  ARGV[3] consumer  ARGV[4] now_ms
 -- ARGV[5] nonce of this claim ("" when no request will be sent: the payload failed locally)
--- Returns {'claimed', attempts so far, maybe_sent, first_seen_ms}
+-- Returns {'claimed', attempts so far, maybe_sent, first_seen_ms, fresh}
 --       | {'finished', field, value, ...}
 --       | {'dropped', holder entry} | {'stale'}
+-- fresh = 1: the job had no hash before this claim, so it holds nothing but what the claim wrote
 local job, jobs = KEYS[1], KEYS[2]
 local group, entry, consumer, now, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
@@ -14,8 +15,10 @@ if #pel == 0 or pel[1][2] ~= consumer then
     return {'stale'}
 end
 
-local st = redis.call('HMGET', job, 'state', 'entry', 'attempts', 'inflight')
+local st = redis.call('HMGET', job, 'state', 'entry', 'attempts', 'inflight', 'maybe_sent',
+                      'first_seen_ms')
 local state, holder, attempts, inflight = st[1], st[2], tonumber(st[3]) or 0, st[4]
+local maybe_sent, first_seen = st[5] == '1', st[6]
 
 if state == 'created' or state == 'failed' or state == 'dead' then
     return {'finished', unpack(redis.call('HGETALL', job))}
@@ -31,18 +34,34 @@ if holder and holder ~= entry then
     end
 end
 
+-- every write in one HSET, in the order the fields were once written one command at a time
+local w = {}
+local function put(field, value)
+    w[#w + 1] = field
+    w[#w + 1] = value
+end
 -- an earlier claim that is not ours may have sent its request before dying: it counts as an
 -- attempt (the API may have seen it) and makes "already exists" mean our own create
 if inflight and inflight ~= nonce then
-    redis.call('HSET', job, 'maybe_sent', '1')
-    attempts = redis.call('HINCRBY', job, 'attempts', 1)
+    maybe_sent = true
+    attempts = attempts + 1
+    put('maybe_sent', '1')
+    put('attempts', attempts)
 end
-redis.call('HSET', job, 'state', 'active', 'entry', entry, 'consumer', consumer,
-           'started_ms', now)
-redis.call('HSETNX', job, 'first_seen_ms', now)
+put('state', 'active')
+put('entry', entry)
+put('consumer', consumer)
+put('started_ms', now)
+if not first_seen then
+    put('first_seen_ms', now)
+end
 if nonce ~= '' then
-    redis.call('HSET', job, 'inflight', nonce)
+    put('inflight', nonce)
 end
-redis.call('PERSIST', job)
-local seen = redis.call('HMGET', job, 'maybe_sent', 'first_seen_ms')
-return {'claimed', attempts, seen[1] == '1' and 1 or 0, tonumber(seen[2])}
+redis.call('HSET', job, unpack(w))
+-- only a hash that existed before this claim can carry an expiry
+if first_seen then
+    redis.call('PERSIST', job)
+end
+return {'claimed', attempts, maybe_sent and 1 or 0, tonumber(first_seen or now),
+        first_seen and 0 or 1}

@@ -7,13 +7,16 @@
 -- ARGV[9] batch id or ''  ARGV[10] status  ARGV[11] now_ms  ARGV[12] job_id
 -- ARGV[13] retry: due ms; final dead: the payload; else ''
 -- ARGV[14] final dead: reply_to or ''
--- ARGV[15..] field/value pairs: the outcome ('final', 'duplicate') or the job hash fields ('retry')
+-- ARGV[15] '1' when the claim found no job hash (claim.lua's fresh): nothing but the claim's
+--          fields can be in it, and the job was never in P:retry; else ''
+-- ARGV[16..] field/value pairs: the outcome ('final', 'duplicate') or the job hash fields ('retry')
 -- Returns 'ok' | 'stale'
 local job, jobs, results, batch, reply = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local retry, dead = KEYS[6], KEYS[7]
 local group, entry, consumer, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ttl, maxlen, reply_ttl, reply_json = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local batch_id, status, now, job_id = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local fresh = ARGV[15] == '1'
 
 -- fencing: a worker that lost its entry to another consumer must not publish
 local pel = redis.call('XPENDING', jobs, group, entry, entry, 1)
@@ -22,7 +25,7 @@ if #pel == 0 or pel[1][2] ~= consumer then
 end
 
 local fields = {}
-for i = 15, #ARGV do
+for i = 16, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 
@@ -37,13 +40,19 @@ if mode == 'retry' then
 end
 
 if mode == 'final' then
-    redis.call('HDEL', job, 'inflight', 'maybe_sent', 'next_attempt_ms', 'error_path', 'errors',
-               'datamart_id', 'recovered', 'error_code', 'error_message', 'error_source',
-               'http_status', 'duplicate', 'payload', 'reply_to', 'last_error_code',
-               'last_error_message', 'last_http_status')
+    if fresh then
+        redis.call('HDEL', job, 'inflight')
+    else
+        redis.call('HDEL', job, 'inflight', 'maybe_sent', 'next_attempt_ms', 'error_path',
+                   'errors', 'datamart_id', 'recovered', 'error_code', 'error_message',
+                   'error_source', 'http_status', 'duplicate', 'payload', 'reply_to',
+                   'last_error_code', 'last_error_message', 'last_http_status')
+    end
     redis.call('HSET', job, 'state', status, unpack(fields))
     redis.call('EXPIRE', job, ttl)
-    redis.call('ZREM', retry, job_id)
+    if not fresh then
+        redis.call('ZREM', retry, job_id)
+    end
     if status == 'dead' then
         local letter = {unpack(fields)}
         letter[#letter + 1] = 'payload'
