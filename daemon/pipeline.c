@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api_response.h"
@@ -733,12 +734,33 @@ static enum api_transport transport_of(enum http_outcome o)
 }
 
 /* Tell the operator, once per change, why submissions stopped or resumed. */
+/* Show the breaker in /metrics and, for `datamartctl stats`, in P:ratelimit:breaker. */
+static void breaker_report(struct pipeline *p)
+{
+    static const char *const states[] = {"closed", "open: the API keeps failing",
+                                         "paused: the API rejects the token"};
+    int why = breaker_state(p->breaker) == BREAKER_STATE_CLOSED   ? 0
+              : breaker_reason(p->breaker) == BREAKER_REASON_AUTH ? 2
+                                                                  : 1;
+    char key[KEY_MAX], value[256];
+    const char *argv[3] = {"SET", key, value};
+    time_t now = time(NULL);
+    struct tm tm;
+
+    metrics_set_submissions_paused(p->metrics, why);
+    gmtime_r(&now, &tm);
+    snprintf(key, sizeof(key), "%s:ratelimit:breaker", p->prefix);
+    snprintf(value, sizeof(value), "%s (reported by %s at %04d-%02d-%02dT%02d:%02d:%02dZ)",
+             states[why], p->consumer, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+    /* best effort: it only informs operators */
+    if (!redis_client_command(p->writer, NULL, NULL, 0, 3, argv, NULL))
+        log_debug("breaker state not written: Redis unavailable");
+}
+
 static void breaker_changed(struct pipeline *p, const struct api_classification *c)
 {
-    metrics_set_submissions_paused(p->metrics, breaker_state(p->breaker) == BREAKER_STATE_CLOSED ? 0
-                                               : breaker_reason(p->breaker) == BREAKER_REASON_AUTH
-                                                   ? 2
-                                                   : 1);
+    breaker_report(p);
     if (breaker_state(p->breaker) == BREAKER_STATE_CLOSED) {
         log_info("API accepts requests again: resuming submissions");
         reader_kick(p);
@@ -1485,7 +1507,7 @@ bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
     if (new_token && breaker_reason(p->breaker) == BREAKER_REASON_AUTH) {
         log_info("reload: new API token: resuming submissions");
         breaker_reset(p->breaker);
-        metrics_set_submissions_paused(p->metrics, 0);
+        breaker_report(p);
     }
     p->cfg = cfg;
     render_settings(p, cfg);

@@ -391,6 +391,8 @@ def test_breaker_stops_submissions_probes_one_at_a_time_and_spends_no_attempts(c
     assert peak <= 1, f"{peak} requests at once while the breaker was open"
     assert all(b - a >= 0.8 for a, b in zip(probes, probes[1:])), probes
     assert s.finals() == {}, "a job finished while the breaker was open"
+    # what `datamartctl stats` shows
+    assert s.redis.get(f"{dh.PREFIX}:ratelimit:breaker").startswith("open: the API keeps failing")
 
     s.mock.set_faults(error_503=0)
     s.wait_finished(len(jobs), timeout=15)
@@ -399,6 +401,7 @@ def test_breaker_stops_submissions_probes_one_at_a_time_and_spends_no_attempts(c
     # an attempt is a request sent: meeting the open breaker cost none
     assert sum(int(o["attempts"]) for o in finals.values()) == stats["requests"]
     assert stats["requests"] < 2 * len(jobs)
+    assert s.redis.get(f"{dh.PREFIX}:ratelimit:breaker").startswith("closed")
     s.assert_settled()
 
 
