@@ -1,7 +1,7 @@
 /*
  * datamartctl dead list|requeue|purge: the dead letters in P:dead.
  *   list [--json] [--count N]   the oldest N entries (default 100)
- *   requeue JOB_ID | --all      re-drive through requeue.lua, one atomic step per job
+ *   requeue JOB_ID | --all      re-drive through requeue.lua, 500 jobs per MULTI/EXEC
  *   purge --yes                 delete every entry there now (later ones are kept)
  */
 #include <getopt.h>
@@ -202,19 +202,14 @@ static bool requeue_append(struct requeue *q, const redisReply *e, bool *queued)
                             batch ? batch->str : "");
 }
 
-/* One script's answer; false on a Redis failure. */
-static bool requeue_result(struct requeue *q, const redisReply *e)
+/* One script's answer (an element of the EXEC reply); false on a Redis failure. */
+static bool requeue_result(struct requeue *q, const redisReply *e, const redisReply *reply)
 {
     const char *job_id = ctl_fields_str(e->element[1], "job_id");
-    redisReply *reply = ctl_redis_reply(q->r);
     const char *word;
 
-    if (!reply)
+    if (ctl_redis_reply_is_error(q->r, reply, "requeue script"))
         return false;
-    if (ctl_redis_reply_is_error(q->r, reply, "requeue script")) {
-        freeReplyObject(reply);
-        return false;
-    }
     word = reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
                    reply->element[0]->type == REDIS_REPLY_STRING
                ? reply->element[0]->str
@@ -236,22 +231,59 @@ static bool requeue_result(struct requeue *q, const redisReply *e)
             fprintf(stderr, "datamartctl: dead entry %s of job %s changed meanwhile (%s)\n",
                     e->element[0]->str, job_id, word);
     }
-    freeReplyObject(reply);
     return true;
 }
 
-/* Requeue the entries of one XRANGE reply (all, or those of job_id); false on a failure. */
+/* Read the MULTI, QUEUED... replies and return EXEC's array (n results); NULL on a failure. */
+static redisReply *requeue_exec_reply(struct requeue *q, size_t n)
+{
+    redisReply *reply;
+
+    for (size_t i = 0; i < n + 1; i++) {
+        reply = ctl_redis_reply(q->r);
+        if (!reply || ctl_redis_reply_is_error(q->r, reply, "requeue transaction")) {
+            freeReplyObject(reply);
+            return NULL;
+        }
+        freeReplyObject(reply);
+    }
+    reply = ctl_redis_reply(q->r);
+    if (reply && (reply->type != REDIS_REPLY_ARRAY || reply->elements != n)) {
+        fputs("datamartctl: the requeue transaction was not executed\n", stderr);
+        freeReplyObject(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+/*
+ * Requeue the entries of one XRANGE reply in one MULTI/EXEC, so no daemon finishes a requeued job
+ * of a batch before the others are counted back in (the batch completes once); false on a failure.
+ */
 static bool requeue_entries(struct requeue *q, const redisReply *list)
 {
     bool queued[CHUNK];
+    size_t n = 0, k = 0;
+    redisReply *results;
+    bool ok = true;
 
-    for (size_t i = 0; i < list->elements && i < CHUNK; i++)
+    if (!ctl_redis_append(q->r, "MULTI"))
+        return false;
+    for (size_t i = 0; i < list->elements && i < CHUNK; i++) {
         if (!requeue_append(q, list->element[i], &queued[i]))
             return false;
-    for (size_t i = 0; i < list->elements && i < CHUNK; i++)
-        if (queued[i] && !requeue_result(q, list->element[i]))
-            return false;
-    return true;
+        n += queued[i];
+    }
+    if (!ctl_redis_append(q->r, "EXEC"))
+        return false;
+    results = requeue_exec_reply(q, n);
+    if (results == NULL)
+        return false;
+    for (size_t i = 0; ok && i < list->elements && i < CHUNK; i++)
+        if (queued[i])
+            ok = requeue_result(q, list->element[i], results->element[k++]);
+    freeReplyObject(results);
+    return ok;
 }
 
 /* every entry up to the newest one seen at the start: jobs that die again meanwhile wait */
@@ -334,10 +366,16 @@ static int requeue_one(struct requeue *q, const char *job_id)
                 ctl_redis_prefix(q->r));
         return ctl_redis_prefix_check(q->r) < 0 ? CTL_EXIT_REDIS : CTL_EXIT_FAILED;
     }
-    if (!requeue_append(q, found->element[found_at], &queued) ||
-        (queued && !requeue_result(q, found->element[found_at])))
+    if (!requeue_append(q, found->element[found_at], &queued)) {
         status = CTL_EXIT_REDIS;
-    else if (q->requeued == 0)
+    } else if (queued) {
+        redisReply *reply = ctl_redis_reply(q->r);
+
+        if (!reply || !requeue_result(q, found->element[found_at], reply))
+            status = CTL_EXIT_REDIS;
+        freeReplyObject(reply);
+    }
+    if (status != CTL_EXIT_REDIS && q->requeued == 0)
         status = CTL_EXIT_FAILED;
     freeReplyObject(found);
     return status;
