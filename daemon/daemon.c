@@ -29,6 +29,7 @@ struct daemon {
     struct pipeline *pipeline;
     struct admin *admin;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev, *janitor_ev, *watchdog_ev;
+    struct event *log_flush_ev;
     unsigned ticks;
     bool stopping;
     bool aborted;
@@ -167,6 +168,20 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     notify_watchdog();
 }
 
+/* the info/debug lines of a loop pass go out in one write, after that pass's other events */
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_flush();
+}
+
+static void schedule_log_flush(void *arg)
+{
+    event_active(arg, EV_TIMEOUT, 0);
+}
+
 static bool add_timer(struct daemon *d, struct event **ev, event_callback_fn fn, uint64_t usec)
 {
     struct timeval tv = {(time_t)(usec / 1000000u), (suseconds_t)(usec % 1000000u)};
@@ -207,6 +222,9 @@ static bool daemon_setup(struct daemon *d)
         return false;
     if (!admin_start(d, d->cfg))
         return false;
+    d->log_flush_ev = event_new(d->base, -1, 0, on_log_flush, NULL);
+    if (d->log_flush_ev == NULL)
+        return false;
     return pipeline_start(d->pipeline);
 }
 
@@ -220,6 +238,7 @@ static void daemon_teardown(struct daemon *d)
     free_event(d->sighup_ev);
     free_event(d->janitor_ev);
     free_event(d->watchdog_ev);
+    free_event(d->log_flush_ev);
     metrics_free(d->metrics);
     if (d->base != NULL)
         event_base_free(d->base);
@@ -246,7 +265,13 @@ int daemon_run(struct config *cfg, const char *config_path)
     } else {
         send_status(&d);
         notify_ready(d.last_status);
+        /* a crash loses at most the info/debug lines of the loop pass it happens in */
+        log_set_flush_hook(schedule_log_flush, d.log_flush_ev);
+        log_set_buffered(true);
         event_base_dispatch(d.base);
+        /* no loop pass flushes from here on: what waits goes out now, later lines at once */
+        log_set_buffered(false);
+        log_set_flush_hook(NULL, NULL);
         log_info("stopped");
     }
     daemon_teardown(&d);

@@ -90,5 +90,6 @@ int main(int argc, char **argv)
         config_free(cfg);
         return EXIT_SUCCESS;
     }
+    log_init("datamartd"); /* journald priorities when stderr is the journal */
     return daemon_run(cfg, path);
 }

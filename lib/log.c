@@ -27,6 +27,18 @@ static _Thread_local time_t cached_sec = (time_t)-1;
 static _Thread_local char ident_head[LOG_IDENT_HEAD_MAX];
 static _Thread_local size_t ident_head_len;
 
+/* the longest line log_write builds, newline included */
+#define LOG_LINE_MAX (LOG_HEAD_MAX + LOG_MSG_MAX + 1)
+/* info/debug lines of one loop pass in buffered mode: one write(2) instead of one per line */
+#define LOG_BUFFER_SIZE (32 * 1024)
+_Static_assert(LOG_LINE_MAX <= LOG_BUFFER_SIZE, "a line must fit in an empty buffer");
+
+static bool buffered;
+static char pending[LOG_BUFFER_SIZE];
+static size_t pending_len;
+static void (*flush_hook)(void *arg);
+static void *flush_hook_arg;
+
 /* syslog priorities journald reads from a "<N>" line prefix */
 static const int journal_priority[] = {3, 4, 6, 7};
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -131,10 +143,71 @@ static size_t plain_head(enum log_level level, char *out)
     return o;
 }
 
+/* write(2), not stdio, so no stdio buffer reorders lines; a short write or EINTR goes on, any other
+   error drops the rest as an unwritable stderr must not stop the caller */
+static void write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void pending_write(void)
+{
+    write_all(pending, pending_len);
+    pending_len = 0;
+}
+
+void log_flush(void)
+{
+    int saved_errno = errno;
+
+    if (pending_len > 0)
+        pending_write();
+    errno = saved_errno;
+}
+
+void log_set_buffered(bool on)
+{
+    if (!on)
+        log_flush();
+    buffered = on;
+}
+
+void log_set_flush_hook(void (*fn)(void *arg), void *arg)
+{
+    flush_hook = fn;
+    flush_hook_arg = arg;
+}
+
+static void emit(enum log_level level, const char *line, size_t n)
+{
+    if (!buffered || level <= LOG_LEVEL_WARN) {
+        /* what waits is older: written first, so the order is kept */
+        if (pending_len > 0)
+            pending_write();
+        write_all(line, n);
+        return;
+    }
+    if (n > sizeof(pending) - pending_len)
+        pending_write();
+    memcpy(pending + pending_len, line, n);
+    pending_len += n;
+    if (pending_len == n && flush_hook != NULL)
+        flush_hook(flush_hook_arg);
+}
+
 void log_write(enum log_level level, const char *fmt, ...)
 {
     int saved_errno = errno; /* logging must never clobber the caller's errno */
-    char line[LOG_HEAD_MAX + LOG_MSG_MAX + 1];
+    char line[LOG_LINE_MAX];
     char *msg;
     size_t head, len = 0;
     va_list ap;
@@ -162,6 +235,6 @@ void log_write(enum log_level level, const char *fmt, ...)
             msg[len] = ' ';
     }
     msg[len] = '\n';
-    fwrite(line, 1, head + len + 1, stderr);
+    emit(level, line, head + len + 1);
     errno = saved_errno;
 }

@@ -24,6 +24,18 @@ const char *log_level_name(enum log_level level);
 /* Write one line; newlines inside the message are replaced so a line stays one event. */
 void log_write(enum log_level level, const char *fmt, ...) DM_PRINTF(2, 3);
 
+/*
+ * Buffered mode (off by default; one thread only): info and debug lines wait in a fixed buffer for
+ * log_flush(), or go out when the buffer is full; an error or warn line writes what waits first,
+ * then itself at once. Lines are byte-identical to unbuffered ones. Turning it off flushes.
+ */
+void log_set_buffered(bool on);
+/* Write every waiting line to stderr; cheap when none waits. */
+void log_flush(void);
+/* fn(arg) runs each time a line lands in an empty buffer, to schedule a log_flush(); fn must not
+   log. NULL removes it. */
+void log_set_flush_hook(void (*fn)(void *arg), void *arg);
+
 #define log_error(...) log_write(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_write(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...)                                                                              \

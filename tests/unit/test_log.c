@@ -1,6 +1,6 @@
 /* log: the exact line format on a terminal and for journald, levels, line folding, truncation,
-   errno, and timestamps that follow the clock across seconds */
-#define _DEFAULT_SOURCE /* timegm, to read a line's timestamp back */
+   errno, timestamps that follow the clock across seconds, and the buffered mode */
+#define _GNU_SOURCE /* timegm, to read a line's timestamp back; F_SETPIPE_SZ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,10 +8,14 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +55,38 @@ static char *capture_read(struct capture *c)
     text[len] = '\0';
     fclose(c->file);
     return text;
+}
+
+/* bytes written to the capture so far, without ending it */
+static size_t capture_size(struct capture *c)
+{
+    struct stat st;
+
+    assert_int_equal(fstat(fileno(c->file), &st), 0);
+    return (size_t)st.st_size;
+}
+
+/* journald mode on the captured stderr: lines carry no timestamp, so whole outputs compare */
+static void capture_start_journal(struct capture *c)
+{
+    struct stat st;
+    char env[64];
+
+    capture_start(c);
+    assert_int_equal(fstat(STDERR_FILENO, &st), 0);
+    snprintf(env, sizeof(env), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", env, 1);
+    log_init("journal");
+}
+
+static char *capture_read_journal(struct capture *c)
+{
+    char *out = capture_read(c);
+
+    unsetenv("JOURNAL_STREAM");
+    log_init("journal");
+    return out;
 }
 
 static int64_t now_ms(void)
@@ -242,6 +278,295 @@ static void test_timestamps_follow_the_clock(void **state)
     free(out);
 }
 
+static int hook_calls;
+
+static void count_hook(void *arg)
+{
+    assert_ptr_equal(arg, &hook_calls);
+    hook_calls++;
+}
+
+/* info/debug lines wait for log_flush and then arrive in order, as unbuffered ones would */
+static void test_buffered_lines_wait_for_flush(void **state)
+{
+    static const char expect[] = "<6>one 1\n<7>two\n<6>three a b\n";
+    struct capture c;
+    char *out;
+
+    (void)state;
+    log_set_level(LOG_LEVEL_DEBUG);
+    capture_start_journal(&c);
+    log_info("one %d", 1);
+    log_debug("two");
+    log_info("three %s", "a\nb");
+    out = capture_read_journal(&c);
+    assert_string_equal(out, expect);
+    free(out);
+
+    capture_start_journal(&c);
+    log_set_buffered(true);
+    log_info("one %d", 1);
+    log_debug("two");
+    errno = EILSEQ;
+    log_info("three %s", "a\nb");
+    assert_int_equal(errno, EILSEQ);
+    assert_int_equal(capture_size(&c), 0);
+    log_flush();
+    assert_int_equal(errno, EILSEQ);
+    log_set_buffered(false);
+    log_set_level(LOG_LEVEL_INFO);
+    out = capture_read_journal(&c);
+    assert_string_equal(out, expect);
+    free(out);
+}
+
+/* the terminal format (timestamp and ident head) is unchanged when buffered */
+static void test_buffered_plain_line_format(void **state)
+{
+    struct capture c;
+    char *out, expect[128];
+    int64_t before, after, stamp;
+
+    (void)state;
+    unsetenv("JOURNAL_STREAM");
+    log_init("buf-ident");
+    before = now_ms();
+    capture_start(&c);
+    log_set_buffered(true);
+    log_info("hello %d", 7);
+    assert_int_equal(capture_size(&c), 0);
+    log_flush();
+    log_set_buffered(false);
+    out = capture_read(&c);
+    after = now_ms();
+
+    stamp = parse_stamp(out);
+    assert_true(stamp >= before && stamp <= after);
+    snprintf(expect, sizeof(expect), " buf-ident[%ld] info: hello 7\n", (long)getpid());
+    assert_string_equal(out + 24, expect);
+    free(out);
+}
+
+/* a warn or error line never waits, and what waited before it goes out first */
+static void test_warn_and_error_flush_earlier_lines(void **state)
+{
+    struct capture c;
+    char *out;
+
+    (void)state;
+    capture_start_journal(&c);
+    log_set_buffered(true);
+    log_info("a");
+    log_info("b");
+    log_warn("c");
+    assert_int_equal(capture_size(&c), strlen("<6>a\n<6>b\n<4>c\n"));
+    log_info("d");
+    assert_int_equal(capture_size(&c), strlen("<6>a\n<6>b\n<4>c\n"));
+    log_error("e");
+    log_info("f");
+    log_set_buffered(false); /* turning it off flushes */
+    out = capture_read_journal(&c);
+    assert_string_equal(out, "<6>a\n<6>b\n<4>c\n<6>d\n<3>e\n<6>f\n");
+    free(out);
+}
+
+/* the hook fires when a line lands in an empty buffer, and only then */
+static void test_flush_hook_once_per_fill(void **state)
+{
+    struct capture c;
+    char *out;
+
+    (void)state;
+    hook_calls = 0;
+    capture_start_journal(&c);
+    log_set_flush_hook(count_hook, &hook_calls);
+    log_set_buffered(true);
+    log_flush();
+    log_warn("unbuffered");
+    assert_int_equal(hook_calls, 0);
+    log_info("1");
+    log_info("2");
+    log_info("3");
+    assert_int_equal(hook_calls, 1);
+    log_flush();
+    log_flush();
+    assert_int_equal(hook_calls, 1);
+    log_info("4");
+    assert_int_equal(hook_calls, 2);
+    log_error("flushes 4");
+    log_info("5");
+    assert_int_equal(hook_calls, 3);
+    log_set_level(LOG_LEVEL_INFO);
+    log_debug("filtered out: not buffered");
+    log_set_buffered(false);
+    log_info("6");
+    assert_int_equal(hook_calls, 3);
+    log_set_flush_hook(NULL, NULL);
+    out = capture_read_journal(&c);
+    assert_string_equal(out, "<4>unbuffered\n<6>1\n<6>2\n<6>3\n<6>4\n<3>flushes 4\n<6>5\n<6>6\n");
+    free(out);
+}
+
+/* numbered lines "<6>NNNNN xxx...\n" of width bytes each, in order, and nothing else */
+static void assert_numbered_lines(const char *out, size_t lines, size_t width)
+{
+    assert_int_equal(strlen(out), lines * width);
+    for (size_t i = 0; i < lines; i++) {
+        const char *line = out + i * width;
+        char num[16];
+
+        snprintf(num, sizeof(num), "<6>%05zu ", i);
+        assert_memory_equal(line, num, strlen(num));
+        assert_int_equal(strspn(line + strlen(num), "x"), width - strlen(num) - 1);
+        assert_int_equal(line[width - 1], '\n');
+    }
+}
+
+/* far more than the buffer holds: a full buffer is written before the line that would not fit,
+   so only whole lines ever go out, and every one arrives */
+static void test_buffer_overflow_keeps_every_line(void **state)
+{
+    enum { LINES = 3000, FILL = 100 };
+    struct capture c;
+    char *out, fill[FILL + 1];
+    size_t width = strlen("<6>00000 ") + FILL + 1, written = 0;
+    int overflow_writes = 0;
+
+    (void)state;
+    memset(fill, 'x', FILL);
+    fill[FILL] = '\0';
+    hook_calls = 0;
+    capture_start_journal(&c);
+    log_set_flush_hook(count_hook, &hook_calls);
+    log_set_buffered(true);
+    for (size_t i = 0; i < LINES; i++) {
+        log_info("%05zu %s", i, fill);
+        if (capture_size(&c) != written) {
+            written = capture_size(&c);
+            overflow_writes++;
+            assert_int_equal(written % width, 0);
+        }
+    }
+    assert_true(overflow_writes > 1);
+    assert_true(written < LINES * width);
+    /* each overflow write leaves the buffer empty for the line that did not fit */
+    assert_int_equal(hook_calls, overflow_writes + 1);
+    log_flush();
+    log_set_buffered(false);
+    log_set_flush_hook(NULL, NULL);
+    out = capture_read_journal(&c);
+    assert_numbered_lines(out, LINES, width);
+    free(out);
+}
+
+/* the longest lines there are (a message cut at 2047 bytes) buffer and arrive whole */
+static void test_longest_lines_buffered(void **state)
+{
+    enum { LINES = 100 };
+    struct capture c;
+    char *out, *big;
+
+    (void)state;
+    big = malloc(5000);
+    assert_non_null(big);
+    memset(big, 'x', 4999);
+    big[4999] = '\0';
+    capture_start_journal(&c);
+    log_set_buffered(true);
+    for (size_t i = 0; i < LINES; i++)
+        log_info("%05zu %s", i, big);
+    log_set_buffered(false);
+    out = capture_read_journal(&c);
+    assert_numbered_lines(out, LINES, strlen("<6>") + 2047 + 1);
+    free(out);
+    free(big);
+}
+
+static volatile sig_atomic_t alarms;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    alarms++;
+}
+
+/* a child drains the pipe slowly into the capture file */
+static pid_t start_slow_reader(const int pipe_fds[2], int out_fd)
+{
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const struct timespec nap = {0, 200 * 1000};
+        char chunk[512];
+        ssize_t n;
+
+        close(pipe_fds[1]);
+        while ((n = read(pipe_fds[0], chunk, sizeof(chunk))) != 0) {
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                _exit(1);
+            }
+            if (write(out_fd, chunk, (size_t)n) != n)
+                _exit(1);
+            nanosleep(&nap, NULL);
+        }
+        _exit(0);
+    }
+    return pid;
+}
+
+/* writes into a small, slowly drained pipe, interrupted by signals without SA_RESTART, come back
+   short or with EINTR: every byte must still arrive */
+static void test_interrupted_writes_lose_nothing(void **state)
+{
+    enum { LINES = 2000, FILL = 100 };
+    const struct itimerval every_ms = {{0, 1000}, {0, 1000}}, stop = {{0, 0}, {0, 0}};
+    struct sigaction sa, old_sa;
+    struct capture c;
+    char *out, fill[FILL + 1];
+    size_t width = strlen("<6>00000 ") + FILL + 1;
+    int pipe_fds[2], status;
+    pid_t reader;
+
+    (void)state;
+    memset(fill, 'x', FILL);
+    fill[FILL] = '\0';
+    capture_start_journal(&c);
+    assert_int_equal(pipe(pipe_fds), 0);
+    assert_true(fcntl(pipe_fds[1], F_SETPIPE_SZ, 4096) >= 4096);
+    reader = start_slow_reader(pipe_fds, fileno(c.file));
+    close(pipe_fds[0]);
+    assert_true(dup2(pipe_fds[1], STDERR_FILENO) >= 0);
+    close(pipe_fds[1]);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGALRM, &sa, &old_sa), 0);
+    alarms = 0;
+    assert_int_equal(setitimer(ITIMER_REAL, &every_ms, NULL), 0);
+    log_set_buffered(true);
+    for (size_t i = 0; i < LINES; i++) {
+        log_info("%05zu %s", i, fill);
+        if (i % 50 == 49)
+            log_flush();
+    }
+    log_set_buffered(false);
+    assert_int_equal(setitimer(ITIMER_REAL, &stop, NULL), 0);
+    assert_int_equal(sigaction(SIGALRM, &old_sa, NULL), 0);
+    assert_true(alarms > 0);
+
+    /* the pipe's last write end closes: the reader sees EOF and exits */
+    assert_true(dup2(fileno(c.file), STDERR_FILENO) >= 0);
+    assert_int_equal(waitpid(reader, &status, 0), reader);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    out = capture_read_journal(&c);
+    assert_numbered_lines(out, LINES, width);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +576,13 @@ int main(void)
         cmocka_unit_test(test_long_message_truncated),
         cmocka_unit_test(test_journal_prefix),
         cmocka_unit_test(test_timestamps_follow_the_clock),
+        cmocka_unit_test(test_buffered_lines_wait_for_flush),
+        cmocka_unit_test(test_buffered_plain_line_format),
+        cmocka_unit_test(test_warn_and_error_flush_earlier_lines),
+        cmocka_unit_test(test_flush_hook_once_per_fill),
+        cmocka_unit_test(test_buffer_overflow_keeps_every_line),
+        cmocka_unit_test(test_longest_lines_buffered),
+        cmocka_unit_test(test_interrupted_writes_lose_nothing),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
