@@ -1,6 +1,7 @@
 /*
  * Create Datamart body validation: a strict linear scan of the text (grammar, UTF-8, depth),
- * then one cJSON parse, then a walk driven by per-object field tables.
+ * then a compact tree built in one block from the text the scan accepted, then a walk driven by
+ * per-object field tables.
  *
  * Choices the API leaves open, fixed here:
  * - a key repeated within one object is a problem at that key's path (parsers disagree on which
@@ -8,12 +9,12 @@
  * - keys that are not identifiers ([A-Za-z_][A-Za-z0-9_]*) appear bracket-quoted in paths:
  *   tableList[0]["my key"]; long keys and values are shortened with "...";
  * - "near byte N" counts from 0; a byte order mark, an escaped NUL (\u0000) and numbers longer
- *   than 63 characters (cJSON's limit) make the payload "not JSON";
+ *   than 63 characters (cJSON's limit, kept from when cJSON built the tree) make the payload
+ *   "not JSON";
  * - tables are the same when schemaName (absent differs from any value) and name match exactly.
  */
 #include "validator.h"
 
-#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@
 /* every byte may become a 6-byte escape, plus quotes, "..." and NUL */
 #define QUOTE_CAP (QUOTE_MAX * 6 + 8)
 #define MESSAGE_CAP 1024
-/* longest number cJSON parses (its buffer is 64 bytes) */
+/* longest number accepted: cJSON's (its buffer is 64 bytes), so verdicts stay as they were */
 #define NUMBER_MAX 63
 /* objects with at most this many members need no allocation to find repeated keys */
 #define INLINE_MEMBERS 16
@@ -50,6 +51,41 @@ struct validator_result {
     size_t text_len;
     size_t text_cap;
 };
+
+enum node_type {
+    NODE_NULL,
+    NODE_FALSE,
+    NODE_TRUE,
+    NODE_NUMBER,
+    NODE_STRING,
+    NODE_ARRAY,
+    NODE_OBJECT
+};
+
+/* One JSON value; strings are NUL-terminated and decoded (no \u0000 reaches here). */
+struct node {
+    enum node_type type;
+    const char *key;          /* a member's key */
+    const char *string;       /* NODE_STRING's text */
+    const struct node *child; /* a container's first member or element */
+    const struct node *next;  /* the next member or element */
+};
+
+/* type test that, like cJSON's, is false for a missing value */
+static bool node_is(const struct node *v, enum node_type type)
+{
+    return v && v->type == type;
+}
+
+/* the first member named key, as cJSON_GetObjectItemCaseSensitive finds it */
+static const struct node *node_member(const struct node *obj, const char *key)
+{
+    const struct node *m = obj->child;
+
+    while (m && strcmp(m->key, key) != 0)
+        m = m->next;
+    return m;
+}
 
 /* ---- UTF-8 and escaping ---- */
 
@@ -181,9 +217,9 @@ static bool text_is_blank(const char *s)
     return true;
 }
 
-static bool is_nonblank_string(const cJSON *v)
+static bool is_nonblank_string(const struct node *v)
 {
-    return cJSON_IsString(v) && !text_is_blank(v->valuestring);
+    return node_is(v, NODE_STRING) && !text_is_blank(v->string);
 }
 
 /* ---- result storage ---- */
@@ -256,6 +292,7 @@ struct scan {
     const unsigned char *end;
     unsigned depth;
     uint64_t objects; /* bit d set: the container at depth d+1 is an object */
+    size_t values;    /* the tree needs one node per value */
     const char *error;
     enum { SCAN_SYNTAX, SCAN_UTF8, SCAN_DEPTH } kind;
 };
@@ -284,21 +321,32 @@ static int hex_value(unsigned char c)
     return -1;
 }
 
+/* the four hex digits at p as a UTF-16 unit, or -1 */
+static int32_t hex4(const unsigned char *p)
+{
+    int32_t v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        int h = hex_value(p[i]);
+        if (h < 0)
+            return -1;
+        v = (v << 4) | h;
+    }
+    return v;
+}
+
 /* \uXXXX at s->p; advances past it */
 static bool scan_u_escape(struct scan *s, uint32_t *unit)
 {
-    uint32_t v = 0;
+    int32_t v;
 
     if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u')
         return false;
-    for (int i = 2; i < 6; i++) {
-        int h = hex_value(s->p[i]);
-        if (h < 0)
-            return false;
-        v = (v << 4) | (uint32_t)h;
-    }
+    v = hex4(s->p + 2);
+    if (v < 0)
+        return false;
     s->p += 6;
-    *unit = v;
+    *unit = (uint32_t)v;
     return true;
 }
 
@@ -445,6 +493,7 @@ static bool scan_top_is_object(const struct scan *s)
 static bool scan_value(struct scan *s, bool *opened)
 {
     *opened = false;
+    s->values++;
     scan_space(s);
     if (s->p == s->end)
         return scan_fail(s, "expected a value");
@@ -519,6 +568,196 @@ static bool scan_json(struct scan *s)
             s->depth--;
         }
     }
+}
+
+/* ---- the tree: built only from text the scan accepted, so it has no error paths ---- */
+
+struct tree {
+    char *p;            /* in text: a copy of the payload, its strings decoded in place */
+    struct node *nodes; /* the next free node; the scan counted one per value */
+    void *block;        /* nodes and text, when they do not fit inline */
+    /* a typical payload's nodes and text fit here, so its tree costs no allocation */
+    struct node inline_block[4096 / sizeof(struct node)];
+};
+
+static void tree_space(struct tree *t)
+{
+    while (*t->p == ' ' || *t->p == '\n' || *t->p == '\r' || *t->p == '\t')
+        t->p++;
+}
+
+static size_t utf8_encode(char *dst, uint32_t cp)
+{
+    unsigned char *d = (unsigned char *)dst;
+
+    if (cp < 0x80) {
+        d[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        d[0] = (unsigned char)(0xC0 | (cp >> 6));
+        d[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        d[0] = (unsigned char)(0xE0 | (cp >> 12));
+        d[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        d[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    d[0] = (unsigned char)(0xF0 | (cp >> 18));
+    d[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+    d[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+    d[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Decodes the escape at r (its backslash) to *w, as cJSON does; returns the byte after it. */
+static char *tree_escape(char *r, char **w)
+{
+    static const char names[] = "\"\\/bfnrt";
+    static const char bytes[] = "\"\\/\b\f\n\r\t";
+    uint32_t cp;
+
+    if (r[1] != 'u') {
+        *(*w)++ = bytes[strchr(names, r[1]) - names];
+        return r + 2;
+    }
+    cp = (uint32_t)hex4((const unsigned char *)r + 2);
+    r += 6;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        cp = 0x10000 + ((cp - 0xD800) << 10) +
+             ((uint32_t)hex4((const unsigned char *)r + 2) - 0xDC00);
+        r += 6;
+    }
+    *w += utf8_encode(*w, cp);
+    return r;
+}
+
+/* The string at t->p (its opening quote), decoded in place: no escape decodes longer than it is. */
+static const char *tree_string(struct tree *t)
+{
+    char *start = t->p + 1;
+    char *r = start;
+    char *w = start;
+
+    for (;;) {
+        char *run = r;
+
+        while (*r != '"' && *r != '\\')
+            r++;
+        if (w != run)
+            memmove(w, run, (size_t)(r - run));
+        w += r - run;
+        if (*r == '"')
+            break;
+        r = tree_escape(r, &w);
+    }
+    *w = '\0';
+    t->p = r + 1;
+    return start;
+}
+
+static struct node *tree_value(struct tree *t);
+
+static void tree_container(struct tree *t, struct node *v)
+{
+    bool object = *t->p == '{';
+    char close = object ? '}' : ']';
+    const struct node **link = &v->child;
+
+    v->type = object ? NODE_OBJECT : NODE_ARRAY;
+    t->p++;
+    tree_space(t);
+    if (*t->p == close) {
+        t->p++;
+        return;
+    }
+    for (;;) {
+        const char *key = NULL;
+        struct node *m;
+
+        if (object) {
+            tree_space(t);
+            key = tree_string(t);
+            tree_space(t);
+            t->p++; /* the colon */
+        }
+        m = tree_value(t);
+        m->key = key;
+        *link = m;
+        link = &m->next;
+        tree_space(t);
+        if (*t->p++ == close)
+            return;
+    }
+}
+
+static struct node *tree_value(struct tree *t)
+{
+    struct node *v = t->nodes++;
+
+    *v = (struct node){.type = NODE_NULL};
+    tree_space(t);
+    switch (*t->p) {
+    case '{':
+    case '[':
+        tree_container(t, v);
+        break;
+    case '"':
+        v->type = NODE_STRING;
+        v->string = tree_string(t);
+        break;
+    case 't':
+        v->type = NODE_TRUE;
+        t->p += 4;
+        break;
+    case 'f':
+        v->type = NODE_FALSE;
+        t->p += 5;
+        break;
+    case 'n':
+        t->p += 4;
+        break;
+    default:
+        v->type = NODE_NUMBER;
+        while ((*t->p >= '0' && *t->p <= '9') || *t->p == '-' || *t->p == '+' || *t->p == '.' ||
+               *t->p == 'e' || *t->p == 'E')
+            t->p++;
+        break;
+    }
+    return v;
+}
+
+/* The root of the len bytes at buf, which the scan accepted as holding values values; NULL when
+ * out of memory. */
+static const struct node *tree_build(struct tree *t, const char *buf, size_t len, size_t values)
+{
+    char *block = (char *)t->inline_block;
+    size_t node_bytes;
+
+    t->block = NULL;
+    if (values > SIZE_MAX / sizeof(struct node))
+        return NULL;
+    node_bytes = values * sizeof(struct node);
+    if (len >= SIZE_MAX - node_bytes)
+        return NULL;
+    if (node_bytes + len + 1 > sizeof(t->inline_block)) {
+        t->block = malloc(node_bytes + len + 1);
+        if (!t->block)
+            return NULL;
+        block = t->block;
+    }
+    t->nodes = (struct node *)(void *)block;
+    t->p = block + node_bytes;
+    memcpy(t->p, buf, len);
+    t->p[len] = '\0';
+    return tree_value(t);
+}
+
+static void tree_free(struct tree *t)
+{
+    free(t->block);
 }
 
 /* ---- repeated names: sort, so the worst case stays O(n log n) whatever the input ---- */
@@ -704,33 +943,33 @@ static void DM_PRINTF(2, 3) problem(struct check *c, const char *fmt, ...)
 }
 
 /* What a value is, for "found ..." (buf: QUOTE_CAP + 32 bytes). */
-static const char *describe(const cJSON *v, char *buf, size_t cap)
+static const char *describe(const struct node *v, char *buf, size_t cap)
 {
     char q[QUOTE_CAP];
 
     if (!v)
         return "nothing (the key is missing)";
-    if (cJSON_IsNull(v))
+    if (node_is(v, NODE_NULL))
         return "null";
-    if (cJSON_IsTrue(v))
+    if (node_is(v, NODE_TRUE))
         return "true";
-    if (cJSON_IsFalse(v))
+    if (node_is(v, NODE_FALSE))
         return "false";
-    if (cJSON_IsNumber(v))
+    if (node_is(v, NODE_NUMBER))
         return "a number";
-    if (cJSON_IsArray(v))
+    if (node_is(v, NODE_ARRAY))
         return v->child ? "an array" : "an empty array";
-    if (cJSON_IsObject(v))
+    if (node_is(v, NODE_OBJECT))
         return "an object";
-    if (v->valuestring[0] == '\0')
+    if (v->string[0] == '\0')
         return "an empty string";
-    if (text_is_blank(v->valuestring))
+    if (text_is_blank(v->string))
         return "a blank string (whitespace only)";
-    snprintf(buf, cap, "the string %s", quote(q, v->valuestring));
+    snprintf(buf, cap, "the string %s", quote(q, v->string));
     return buf;
 }
 
-static void mismatch(struct check *c, const char *expected, const cJSON *found)
+static void mismatch(struct check *c, const char *expected, const struct node *found)
 {
     char buf[QUOTE_CAP + 32];
 
@@ -771,13 +1010,14 @@ struct shape {
     const struct field *fields;
     size_t nfields;
     /* the element's identity for repeated-element checks, when it has a valid one */
-    bool (*identity)(const cJSON *obj, const char **a, const char **b);
+    bool (*identity)(const struct node *obj, const char **a, const char **b);
     /* rules across fields, once all members were seen; first: from the identity check */
-    void (*finish)(struct check *c, const cJSON *const *found, size_t index, const uint32_t *first);
+    void (*finish)(struct check *c, const struct node *const *found, size_t index,
+                   const uint32_t *first);
 };
 
-static void object_check(struct check *c, const cJSON *obj, const struct shape *s, size_t index,
-                         const uint32_t *first);
+static void object_check(struct check *c, const struct node *obj, const struct shape *s,
+                         size_t index, const uint32_t *first);
 
 static const char *choices_text(const struct field *f, char *buf, size_t cap)
 {
@@ -809,14 +1049,14 @@ static const char *field_expect(const struct field *f, char *buf, size_t cap)
     return "";
 }
 
-static void list_check(struct check *c, const cJSON *v, const struct list *l)
+static void list_check(struct check *c, const struct node *v, const struct list *l)
 {
     struct dups d;
     size_t n = 0;
     size_t i = 0;
-    const cJSON *el;
+    const struct node *el;
 
-    if (!cJSON_IsArray(v) || (l->nonempty && !v->child)) {
+    if (!node_is(v, NODE_ARRAY) || (l->nonempty && !v->child)) {
         mismatch(c, l->expect, v);
         return;
     }
@@ -830,14 +1070,14 @@ static void list_check(struct check *c, const cJSON *v, const struct list *l)
         for (el = v->child; el; el = el->next, i++) {
             const char *a = NULL;
             const char *b = NULL;
-            if (cJSON_IsObject(el) && l->shape->identity(el, &a, &b))
+            if (node_is(el, NODE_OBJECT) && l->shape->identity(el, &a, &b))
                 dups_add(&d, a, b, i);
         }
         dups_mark(&d);
     }
     for (el = v->child, i = 0; el; el = el->next, i++) {
         path_push_index(c, i);
-        if (cJSON_IsObject(el))
+        if (node_is(el, NODE_OBJECT))
             object_check(c, el, l->shape, i, l->shape->identity ? d.first : NULL);
         else
             mismatch(c, l->element, el);
@@ -846,7 +1086,7 @@ static void list_check(struct check *c, const cJSON *v, const struct list *l)
     dups_free(&d);
 }
 
-static void field_check(struct check *c, const struct field *f, const cJSON *v)
+static void field_check(struct check *c, const struct field *f, const struct node *v)
 {
     char buf[256];
 
@@ -856,20 +1096,20 @@ static void field_check(struct check *c, const struct field *f, const cJSON *v)
             mismatch(c, "a non-blank string", v);
         return;
     case FIELD_STRING:
-        if (!cJSON_IsString(v))
+        if (!node_is(v, NODE_STRING))
             mismatch(c, "a string", v);
         return;
     case FIELD_BOOL:
-        if (!cJSON_IsBool(v))
+        if (!node_is(v, NODE_TRUE) && !node_is(v, NODE_FALSE))
             mismatch(c, "true or false", v);
         return;
     case FIELD_CHOICE:
     case FIELD_CHOICE_OR_NULL:
-        if (f->rule == FIELD_CHOICE_OR_NULL && cJSON_IsNull(v))
+        if (f->rule == FIELD_CHOICE_OR_NULL && node_is(v, NODE_NULL))
             return;
-        if (cJSON_IsString(v))
+        if (node_is(v, NODE_STRING))
             for (size_t i = 0; f->choices[i]; i++)
-                if (strcmp(v->valuestring, f->choices[i]) == 0)
+                if (strcmp(v->string, f->choices[i]) == 0)
                     return;
         mismatch(c, choices_text(f, buf, sizeof(buf)), v);
         return;
@@ -877,7 +1117,7 @@ static void field_check(struct check *c, const struct field *f, const cJSON *v)
         list_check(c, v, f->list);
         return;
     case FIELD_OBJECT:
-        if (cJSON_IsObject(v))
+        if (node_is(v, NODE_OBJECT))
             object_check(c, v, f->shape, 0, NULL);
         else
             mismatch(c, "an object", v);
@@ -888,17 +1128,17 @@ static void field_check(struct check *c, const struct field *f, const cJSON *v)
 static const struct shape any_shape = {0};
 
 /* Values under unknown keys pass through; only their repeated keys are problems. */
-static void value_walk(struct check *c, const cJSON *v)
+static void value_walk(struct check *c, const struct node *v)
 {
     size_t i = 0;
 
-    if (cJSON_IsObject(v)) {
+    if (node_is(v, NODE_OBJECT)) {
         object_check(c, v, &any_shape, 0, NULL);
         return;
     }
-    if (!cJSON_IsArray(v))
+    if (!node_is(v, NODE_ARRAY))
         return;
-    for (const cJSON *el = v->child; el; el = el->next, i++) {
+    for (const struct node *el = v->child; el; el = el->next, i++) {
         path_push_index(c, i);
         value_walk(c, el);
         path_pop(c);
@@ -917,34 +1157,34 @@ static size_t shape_field(const struct shape *s, const char *key)
 }
 
 /* Marks repeated unknown keys of obj; false when out of memory. */
-static bool unknown_keys_mark(struct dups *d, const cJSON *obj, const struct shape *s)
+static bool unknown_keys_mark(struct dups *d, const struct node *obj, const struct shape *s)
 {
     size_t n = 0;
     size_t i = 0;
-    const cJSON *m;
+    const struct node *m;
 
     for (m = obj->child; m; m = m->next)
         n++;
     if (!dups_init(d, n))
         return false;
     for (m = obj->child; m; m = m->next, i++)
-        if (shape_field(s, m->string) == s->nfields)
-            dups_add(d, m->string, NULL, i);
+        if (shape_field(s, m->key) == s->nfields)
+            dups_add(d, m->key, NULL, i);
     dups_mark(d);
     return true;
 }
 
-static void object_check(struct check *c, const cJSON *obj, const struct shape *s, size_t index,
-                         const uint32_t *first)
+static void object_check(struct check *c, const struct node *obj, const struct shape *s,
+                         size_t index, const uint32_t *first)
 {
-    const cJSON *found[SHAPE_MAX_FIELDS] = {0};
+    const struct node *found[SHAPE_MAX_FIELDS] = {0};
     struct dups unknown;
     /* a repeated known key shows in found[]; unknown keys are sorted once, when one is met */
     bool unknown_marked = false;
     size_t i = 0;
 
-    for (const cJSON *m = obj->child; m; m = m->next, i++) {
-        size_t f = shape_field(s, m->string);
+    for (const struct node *m = obj->child; m; m = m->next, i++) {
+        size_t f = shape_field(s, m->key);
         bool repeated;
 
         if (f < s->nfields) {
@@ -957,11 +1197,11 @@ static void object_check(struct check *c, const cJSON *obj, const struct shape *
             unknown_marked = true;
             repeated = unknown.first[i] != i;
         }
-        path_push_key(c, m->string);
+        path_push_key(c, m->key);
         if (repeated) {
             char q[QUOTE_CAP];
             problem(c, "expected each key at most once in an object, found %s again",
-                    quote(q, m->string));
+                    quote(q, m->key));
         } else if (f < s->nfields) {
             found[f] = m;
             field_check(c, &s->fields[f], m);
@@ -1014,30 +1254,30 @@ static const struct field column_fields[COLUMN_FIELDS] = {
     [COLUMN_SQL] = {.key = "sql", .rule = FIELD_STRING},
 };
 
-static bool column_identity(const cJSON *obj, const char **a, const char **b)
+static bool column_identity(const struct node *obj, const char **a, const char **b)
 {
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
+    const struct node *name = node_member(obj, "name");
 
-    *a = is_nonblank_string(name) ? name->valuestring : NULL;
+    *a = is_nonblank_string(name) ? name->string : NULL;
     *b = NULL;
     return *a != NULL;
 }
 
-static void column_finish(struct check *c, const cJSON *const *found, size_t index,
+static void column_finish(struct check *c, const struct node *const *found, size_t index,
                           const uint32_t *first)
 {
-    const cJSON *sql = found[COLUMN_SQL];
+    const struct node *sql = found[COLUMN_SQL];
     char q[QUOTE_CAP];
 
     if (first[index] != index) {
         path_push_key(c, "name");
         problem(c,
                 "expected each column name once in a table, found %s again (first at columns[%u])",
-                quote(q, found[COLUMN_NAME]->valuestring), (unsigned)first[index]);
+                quote(q, found[COLUMN_NAME]->string), (unsigned)first[index]);
         path_pop(c);
     }
-    if (cJSON_IsTrue(found[COLUMN_IS_CUSTOM]) &&
-        (!sql || (cJSON_IsString(sql) && text_is_blank(sql->valuestring)))) {
+    if (node_is(found[COLUMN_IS_CUSTOM], NODE_TRUE) &&
+        (!sql || (node_is(sql, NODE_STRING) && text_is_blank(sql->string)))) {
         path_push_key(c, "sql");
         mismatch(c, "a non-blank SQL expression because isCustomColumn is true", sql);
         path_pop(c);
@@ -1080,32 +1320,32 @@ static const struct field table_fields[TABLE_FIELDS] = {
                        .list = &column_list},
 };
 
-static bool table_identity(const cJSON *obj, const char **a, const char **b)
+static bool table_identity(const struct node *obj, const char **a, const char **b)
 {
-    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(obj, "schemaName");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
+    const struct node *schema = node_member(obj, "schemaName");
+    const struct node *name = node_member(obj, "name");
 
     /* a table with a broken schemaName or name already has a problem of its own */
     if (!is_nonblank_string(name) || (schema && !is_nonblank_string(schema)))
         return false;
-    *a = schema ? schema->valuestring : NULL;
-    *b = name->valuestring;
+    *a = schema ? schema->string : NULL;
+    *b = name->string;
     return true;
 }
 
-static void table_finish(struct check *c, const cJSON *const *found, size_t index,
+static void table_finish(struct check *c, const struct node *const *found, size_t index,
                          const uint32_t *first)
 {
-    const cJSON *schema = found[TABLE_SCHEMA_NAME];
+    const struct node *schema = found[TABLE_SCHEMA_NAME];
     char name[QUOTE_CAP];
     char in_schema[QUOTE_CAP + 16] = "";
 
     if (first[index] == index)
         return;
     if (schema)
-        snprintf(in_schema, sizeof(in_schema), " in schema %s", quote(name, schema->valuestring));
+        snprintf(in_schema, sizeof(in_schema), " in schema %s", quote(name, schema->string));
     problem(c, "expected each table once, found table %s%s again (first at tableList[%u])",
-            quote(name, found[TABLE_NAME]->valuestring), in_schema, (unsigned)first[index]);
+            quote(name, found[TABLE_NAME]->string), in_schema, (unsigned)first[index]);
 }
 
 static const struct shape table_shape = {
@@ -1147,16 +1387,16 @@ static const struct field tenancy_fields[TENANCY_FIELDS] = {
 };
 
 /* TABLE tenancy names the client-mapping table: every other field becomes required */
-static void tenancy_finish(struct check *c, const cJSON *const *found, size_t index,
+static void tenancy_finish(struct check *c, const struct node *const *found, size_t index,
                            const uint32_t *first)
 {
-    const cJSON *level = found[TENANCY_LEVEL];
+    const struct node *level = found[TENANCY_LEVEL];
     char buf[256];
     char expect[320];
 
     (void)index;
     (void)first;
-    if (!cJSON_IsString(level) || strcmp(level->valuestring, "TABLE") != 0)
+    if (!node_is(level, NODE_STRING) || strcmp(level->string, "TABLE") != 0)
         return;
     for (size_t f = TENANCY_CLIENT_COLUMN_TYPE; f < TENANCY_FIELDS; f++) {
         if (!found[f]) {
@@ -1206,15 +1446,15 @@ static const struct field body_fields[BODY_FIELDS] = {
     [BODY_RELATIONSHIPS] = {.key = "relationships", .rule = FIELD_LIST, .list = &relationship_list},
 };
 
-static void body_finish(struct check *c, const cJSON *const *found, size_t index,
+static void body_finish(struct check *c, const struct node *const *found, size_t index,
                         const uint32_t *first)
 {
-    const cJSON *name = found[BODY_NAME];
+    const struct node *name = found[BODY_NAME];
 
     (void)index;
     (void)first;
     if (is_nonblank_string(name))
-        c->r->name = result_store(c->r, name->valuestring, strlen(name->valuestring));
+        c->r->name = result_store(c->r, name->string, strlen(name->string));
 }
 
 static const struct shape body_shape = {
@@ -1225,63 +1465,67 @@ static const struct shape body_shape = {
 
 /* ---- public API ---- */
 
-static void result_check_text(struct validator_result *r, const char *buf, size_t len,
-                              size_t max_bytes)
+/* The number of values in the text when it is JSON, else 0 with the verdict set. */
+static size_t result_check_text(struct validator_result *r, const char *buf, size_t len,
+                                size_t max_bytes)
 {
     /* no arithmetic on a NULL buffer, even with len 0 */
     struct scan s = {.start = (const unsigned char *)(len ? buf : "")};
 
     if (len > max_bytes) {
         result_not_json(r, "payload exceeds the limit of %zu bytes", max_bytes);
-        return;
+        return 0;
     }
     s.p = s.start;
     s.end = s.start + len;
     scan_space(&s);
     if (s.p == s.end) {
         result_not_json(r, "payload is empty, expected a JSON object");
-        return;
+        return 0;
     }
     s.p = s.start;
     if (scan_json(&s))
-        return;
+        return s.values;
     switch (s.kind) {
     case SCAN_UTF8:
         result_not_json(r, "payload is not valid UTF-8 near byte %zu", (size_t)(s.p - s.start));
-        return;
+        return 0;
     case SCAN_DEPTH:
         result_not_json(r, "payload nests deeper than %d levels near byte %zu", VALIDATOR_MAX_DEPTH,
                         (size_t)(s.p - s.start));
-        return;
+        return 0;
     case SCAN_SYNTAX:
         result_not_json(r, "payload is not valid JSON near byte %zu: %s", (size_t)(s.p - s.start),
                         s.error);
-        return;
+        return 0;
     }
+    return 0;
 }
 
 struct validator_result *validator_check(const char *buf, size_t len, size_t max_bytes)
 {
     struct validator_result *r = calloc(1, sizeof(*r));
+    size_t values;
 
     if (!r)
         return NULL;
     r->name = NO_OFFSET;
-    result_check_text(r, buf, len, max_bytes ? max_bytes : VALIDATOR_DEFAULT_MAX_BYTES);
+    values = result_check_text(r, buf, len, max_bytes ? max_bytes : VALIDATOR_DEFAULT_MAX_BYTES);
     if (r->verdict != VALIDATOR_NOT_JSON) {
         struct check c = {.r = r};
-        /* the scan accepted exactly what cJSON accepts, so only memory can fail here */
-        cJSON *root = cJSON_ParseWithLength(buf, len);
+        struct tree t;
+        const struct node *root = tree_build(&t, buf, len, values);
 
         if (!root) {
+            tree_free(&t);
             validator_result_free(r);
             return NULL;
         }
-        if (cJSON_IsObject(root))
+        if (node_is(root, NODE_OBJECT))
             object_check(&c, root, &body_shape, 0, NULL);
         else
             mismatch(&c, "a JSON object at the root", root);
-        cJSON_Delete(root);
+        tree_free(&t);
         if (r->count > 0)
             r->verdict = VALIDATOR_INVALID;
     }
