@@ -191,7 +191,7 @@ class Rig:
         self.redis.stop()
         if exc_type is None and code != 0:
             raise RuntimeError(f"databrain-mock exited {code}; see {self.dir}")
-        if exc_type is None:
+        if exc_type is None and not self.args.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -533,6 +533,8 @@ def main():
     common.add_argument("--ctl-cpu", type=int, help="pin datamartctl to this CPU")
     common.add_argument("--log-level", default="info", help="datamartd's [log] level")
     common.add_argument("--daemon-wrapper", help="run datamartd under this (valgrind ...)")
+    common.add_argument("--keep", action="store_true",
+                        help="keep each run's directory (logs, Redis data) after a success")
     common.add_argument("--ready-timeout", type=float, default=20)
     common.add_argument("--stop-timeout", type=float, default=30)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

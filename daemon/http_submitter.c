@@ -24,11 +24,11 @@
 /* a delay in seconds or an HTTP-date (29 characters) fits with room to spare */
 #define HTTP_RETRY_AFTER_MAX 64
 #define HTTP_BODY_INITIAL 1024
-/* pooled transfers drop buffers grown past this, so one huge answer does not pin memory */
-#define HTTP_BODY_KEEP_MAX (64 * 1024)
-/* libcurl's receive buffer per handle (default 16 KiB): API answers are a few hundred bytes, and
- * max_inflight handles each keep one */
-#define HTTP_RECV_BUFFER 4096L
+/* libcurl's receive buffer, kept by each of max_inflight handles: its minimum, not the 16 KiB
+ * default, as API answers are a few hundred bytes; a 1 MiB answer then takes 1,024 reads, not 64 */
+#define HTTP_RECV_BUFFER 1024L
+/* one line describing a failed transfer */
+#define HTTP_MESSAGE_MAX (CURL_ERROR_SIZE + 128)
 
 /* Everything a transfer needs from the options; shared and refcounted so a reload never
  * pulls the header list out from under a transfer still using it. */
@@ -63,7 +63,6 @@ struct http_transfer {
     bool resend_refused; /* libcurl wanted to send the request a second time */
     char retry_after[HTTP_RETRY_AFTER_MAX + 1];
     char curl_error[CURL_ERROR_SIZE];
-    char message[CURL_ERROR_SIZE + 128];
 };
 
 /* One watched socket; libcurl hands it back to us through curl_multi_assign. When libcurl stops
@@ -465,11 +464,10 @@ static void transfer_recycle(struct http_submitter *s, struct http_transfer *t)
         transfer_destroy(t);
         return;
     }
-    if (t->body_cap > HTTP_BODY_KEEP_MAX) {
-        free(t->body);
-        t->body = NULL;
-        t->body_cap = 0;
-    }
+    /* a body lives from its first byte to the done callback: pooled handles keep none */
+    free(t->body);
+    t->body = NULL;
+    t->body_cap = 0;
     t->next = s->pool;
     s->pool = t;
     s->pool_len++;
@@ -508,7 +506,6 @@ static bool transfer_prepare(struct http_transfer *t, struct http_profile *p, co
     t->resend_refused = false;
     t->retry_after[0] = '\0';
     t->curl_error[0] = '\0';
-    t->message[0] = '\0';
     clock_gettime(CLOCK_MONOTONIC, &t->started);
     return true;
 }
@@ -578,31 +575,31 @@ static enum http_outcome outcome_of(CURLcode rc)
     }
 }
 
-/* Fill t->message with one printable line describing rc. */
-static const char *transfer_describe(struct http_transfer *t, CURLcode rc)
+/* Fill msg (HTTP_MESSAGE_MAX bytes) with one printable line describing rc. */
+static const char *transfer_describe(const struct http_transfer *t, CURLcode rc, char *msg)
 {
     size_t len;
 
     if (t->resend_refused)
-        snprintf(t->message, sizeof(t->message),
+        snprintf(msg, HTTP_MESSAGE_MAX,
                  "the connection closed after the request was sent, with no answer");
     else if (t->body_over_cap || rc == CURLE_FILESIZE_EXCEEDED)
-        snprintf(t->message, sizeof(t->message), "response body exceeds %zu bytes",
+        snprintf(msg, HTTP_MESSAGE_MAX, "response body exceeds %zu bytes",
                  t->profile->max_response_bytes);
     else if (t->body_oom)
-        snprintf(t->message, sizeof(t->message), "out of memory buffering the response body");
+        snprintf(msg, HTTP_MESSAGE_MAX, "out of memory buffering the response body");
     else if (t->curl_error[0] != '\0')
-        snprintf(t->message, sizeof(t->message), "%s: %s", curl_easy_strerror(rc), t->curl_error);
+        snprintf(msg, HTTP_MESSAGE_MAX, "%s: %s", curl_easy_strerror(rc), t->curl_error);
     else
-        snprintf(t->message, sizeof(t->message), "%s", curl_easy_strerror(rc));
-    for (char *c = t->message; *c != '\0'; c++) {
+        snprintf(msg, HTTP_MESSAGE_MAX, "%s", curl_easy_strerror(rc));
+    for (char *c = msg; *c != '\0'; c++) {
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
             *c = ' ';
     }
-    len = strlen(t->message);
-    while (len > 0 && t->message[len - 1] == ' ')
-        t->message[--len] = '\0';
-    return t->message;
+    len = strlen(msg);
+    while (len > 0 && msg[len - 1] == ' ')
+        msg[--len] = '\0';
+    return msg;
 }
 
 /* Remove a transfer that is off the active list from the multi handle, report it, recycle it. */
@@ -610,6 +607,7 @@ static void transfer_finish(struct http_submitter *s, struct http_transfer *t, C
                             bool aborted)
 {
     struct http_result res = {0};
+    char message[HTTP_MESSAGE_MAX]; /* on the stack: a done callback may finish other transfers */
     CURLMcode mc = curl_multi_remove_handle(s->multi, t->easy);
 
     if (mc != CURLM_OK)
@@ -631,7 +629,7 @@ static void transfer_finish(struct http_submitter *s, struct http_transfer *t, C
         res.retry_after = t->retry_after[0] != '\0' ? t->retry_after : NULL;
     } else {
         res.outcome = outcome_of(rc);
-        res.error = transfer_describe(t, rc);
+        res.error = transfer_describe(t, rc, message);
     }
     t->done(t->arg, &res);
     transfer_recycle(s, t);

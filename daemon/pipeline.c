@@ -32,7 +32,8 @@
 #include "retry_lua.h"
 
 #define API_PATH "/api/v2/data-app/datamarts"
-#define READ_BLOCK_MS 2000
+/* short enough that a takeover waiting for the slots of an idle read is not held up long */
+#define READ_BLOCK_MS 1000
 #define REDIS_CONNECT_TIMEOUT_MS 5000
 #define REDIS_COMMAND_TIMEOUT_MS 10000
 #define REDIS_BACKOFF_MIN_MS 50
@@ -43,8 +44,8 @@
 /* "job_id=... tenant=... entry=...", the tenant escaped at up to 4 bytes per byte */
 #define WHO_MAX (JOB_ID_MAX + 4 * JOB_TENANT_MAX + JOB_ENTRY_ID_MAX + 32)
 #define LAG_POLL_TICKS 5
-/* 7 keys and 15 script arguments, then the outcome's field/value pairs */
-#define PUBLISH_ARGC_MAX (22 + 2 * OUTCOME_MAX_FIELDS)
+/* 7 keys and 20 script arguments, then the outcome's field/value pairs */
+#define PUBLISH_ARGC_MAX (27 + 2 * OUTCOME_MAX_FIELDS)
 #define HOUSEKEEPING_MS 100
 #define RETRY_MOVE_BATCH "100"
 /* a 429 without Retry-After still pauses everyone this long */
@@ -79,8 +80,11 @@ struct task {
     bool probe;      /* the breaker's one test request */
     bool maybe_sent; /* an earlier attempt may have reached the API */
     bool fresh;      /* the claim created the job hash: no leftovers of earlier attempts in it */
+    bool permitted;  /* holds a rate-limit permit, given back if no request goes out */
     bool wait_logged;
     int attempts_before;
+    size_t take;        /* entries its publish reads into the slot it frees (reserved meanwhile) */
+    size_t take_claims; /* how many of them the publish claims, a permit held for each */
     int64_t first_seen_ms;
     int64_t due_ms; /* PUBLISH_RETRY: when the next attempt is due */
     char nonce[192];
@@ -129,6 +133,8 @@ struct pipeline {
 
     struct task *tasks;
     size_t held;
+    size_t reserved;          /* slots promised to reads whose entries have not arrived yet */
+    size_t takes_outstanding; /* publishes that also read new entries */
     size_t sending;
     uint64_t nonce_counter;
 
@@ -137,6 +143,7 @@ struct pipeline {
     bool pending_pass; /* re-reading our own pending entries (after start or a reconnect) */
     char pending_cursor[JOB_ENTRY_ID_MAX + 1];
     size_t read_count;
+    size_t autoclaim_count;
     bool draining;
     bool freeing;
     bool lag_outstanding;
@@ -145,12 +152,17 @@ struct pipeline {
     /* housekeeping: each runs at most one command at a time */
     bool paused; /* P:paused exists: start no new jobs */
     bool pause_outstanding, mover_outstanding, lease_outstanding, autoclaim_outstanding;
+    bool idle_check_outstanding;
+    bool autoclaim_due; /* idle entries were seen: they get the next free slots, before new ones */
     uint64_t next_lease_us, next_autoclaim_us, next_pause_check_us;
     char autoclaim_cursor[JOB_ENTRY_ID_MAX + 1];
 };
 
 static void reader_kick(struct pipeline *p);
+static void take_over_idle(struct pipeline *p);
 static void task_claim(struct task *t);
+static void task_claimed(struct task *t, const redisReply *reply);
+static void permit_refund(struct pipeline *p);
 static void task_queue_for_permit(struct task *t);
 static void task_send(struct task *t);
 static void task_publish(struct task *t);
@@ -230,6 +242,14 @@ static bool task_held(const struct pipeline *p, const char *entry_id, size_t len
     return task_find(p, entry_id, len) != NULL;
 }
 
+/* jobs held and jobs on their way never exceed max_inflight */
+static size_t slots_free(const struct pipeline *p)
+{
+    size_t used = p->held + p->reserved, max = (size_t)p->cfg->max_inflight;
+
+    return used < max ? max - used : 0;
+}
+
 /* ==== step 1: read entries ==== */
 
 static void ack_deleted_entry(struct pipeline *p, const char *id)
@@ -263,9 +283,12 @@ static struct task *task_create(struct pipeline *p, const redisReply *id, const 
         free(t);
         return NULL;
     }
-    if (fields->elements / 2 > MAX_ENTRY_FIELDS && t->job->envelope_error[0] == '\0')
-        snprintf(t->job->envelope_error, sizeof(t->job->envelope_error),
-                 "entry has more than %d fields", MAX_ENTRY_FIELDS);
+    if (fields->elements / 2 > MAX_ENTRY_FIELDS &&
+        !job_set_envelope_error(t->job, "entry has more than %d fields", MAX_ENTRY_FIELDS)) {
+        job_free(t->job);
+        free(t);
+        return NULL;
+    }
     t->p = p;
     outcome_init(&t->outcome);
     return t;
@@ -319,7 +342,41 @@ static bool task_validate(struct task *t)
     return true;
 }
 
-static void task_start(struct pipeline *p, const redisReply *id, const redisReply *fields)
+/* A claim answer as claim_job (scripts/claim_core.lua) gives it. */
+static bool claim_answer_valid(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+           r->element[0]->type == REDIS_REPLY_STRING;
+}
+
+/*
+ * Take over the claim a publish made for this entry ({id, fields, answer, job_id, nonce}); false
+ * when the script read the job_id otherwise than job_create did, and the task claims it itself.
+ */
+static bool task_adopt_claim(struct task *t, const redisReply *e)
+{
+    const redisReply *answer = e->element[2], *job_id = e->element[3], *nonce = e->element[4];
+
+    t->permitted = true;
+    if (!claim_answer_valid(answer) || job_id->type != REDIS_REPLY_STRING ||
+        strcmp(job_id->str, t->job->job_id) != 0 || nonce->type != REDIS_REPLY_STRING ||
+        nonce->len >= sizeof(t->nonce)) {
+        log_error("entry %s: claimed by the publish script as job_id %s, read here as %s",
+                  t->job->entry_id, job_id->type == REDIS_REPLY_STRING ? job_id->str : "?",
+                  t->job->job_id);
+        t->permitted = false;
+        permit_refund(t->p);
+        return false;
+    }
+    memcpy(t->nonce, nonce->str, nonce->len + 1);
+    t->state = TASK_CLAIM_WAIT; /* should the answer not be taken in, the claim is made again */
+    task_claimed(t, answer);
+    return true;
+}
+
+/* claimed: the entry as a publish read and claimed it (see task_adopt_claim), or NULL */
+static void task_start(struct pipeline *p, const redisReply *id, const redisReply *fields,
+                       const redisReply *claimed)
 {
     struct task *t = task_create(p, id, fields);
     char who[WHO_MAX];
@@ -335,6 +392,8 @@ static void task_start(struct pipeline *p, const redisReply *id, const redisRepl
             outcome_release(&t->outcome);
             free(t);
         }
+        if (claimed != NULL)
+            permit_refund(p);
         return;
     }
     t->next = p->tasks;
@@ -343,25 +402,54 @@ static void task_start(struct pipeline *p, const redisReply *id, const redisRepl
     p->tasks = t;
     p->held++;
     update_gauges(p);
+    log_debug("%s: read", task_who(t, who));
+    if (claimed != NULL && task_adopt_claim(t, claimed))
+        return;
     digits = decimal_format(counter, (long long)++p->nonce_counter);
     ndigits = strlen(digits);
     memcpy(t->nonce, p->nonce_prefix, p->nonce_prefix_len);
     memcpy(t->nonce + p->nonce_prefix_len, digits, ndigits + 1);
-    log_debug("%s: read", task_who(t, who));
     if (t->will_send)
         task_queue_for_permit(t); /* the claim marks a request in flight: only claim to send */
     else
         task_claim(t);
 }
 
+/* Start a task for each entry of an XREADGROUP reply (an entry deleted meanwhile has no fields). */
+static void start_entries(struct pipeline *p, const redisReply *entries, bool pending)
+{
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        const redisReply *id, *fields;
+
+        if (e->type != REDIS_REPLY_ARRAY || (e->elements != 2 && e->elements != 5) ||
+            e->element[0]->type != REDIS_REPLY_STRING)
+            continue; /* not an entry: nothing of ours to start */
+        id = e->element[0];
+        fields = e->element[1];
+        if (pending) {
+            snprintf(p->pending_cursor, sizeof(p->pending_cursor), "%.*s", (int)id->len, id->str);
+            if (task_held(p, id->str, id->len))
+                continue;
+        }
+        if (p->draining && e->elements != 5)
+            continue; /* read during shutdown: stays pending for the next start */
+        if (fields->type != REDIS_REPLY_ARRAY) {
+            ack_deleted_entry(p, id->str);
+            continue;
+        }
+        task_start(p, id, fields, e->elements == 5 ? e : NULL);
+    }
+}
+
 static void on_read(struct redis_client *c, struct redisReply *reply, void *arg)
 {
     struct pipeline *p = arg;
     const redisReply *entries;
-    size_t n;
 
     (void)c;
     p->read_outstanding = false;
+    p->reserved -= p->read_count;
     if (p->freeing || reply == NULL)
         return; /* a lost connection: the state callback restarts reading */
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -380,26 +468,8 @@ static void on_read(struct redis_client *c, struct redisReply *reply, void *arg)
         return;
     }
     entries = reply->element[0]->element[1];
-    n = entries->elements;
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *e = entries->element[i];
-        const redisReply *id = e->element[0];
-        const redisReply *fields = e->element[1];
-
-        if (p->pending_pass) {
-            snprintf(p->pending_cursor, sizeof(p->pending_cursor), "%.*s", (int)id->len, id->str);
-            if (task_held(p, id->str, id->len))
-                continue;
-        }
-        if (p->draining)
-            continue; /* read during shutdown: stays pending for the next start */
-        if (fields->type != REDIS_REPLY_ARRAY) {
-            ack_deleted_entry(p, id->str);
-            continue;
-        }
-        task_start(p, id, fields);
-    }
-    if (p->pending_pass && n < p->read_count)
+    start_entries(p, entries, p->pending_pass);
+    if (p->pending_pass && entries->elements < p->read_count)
         p->pending_pass = false;
     reader_kick(p);
 }
@@ -431,8 +501,8 @@ static void on_group_created(struct redis_client *c, struct redisReply *reply, v
 static void reader_kick(struct pipeline *p)
 {
     char count[24];
-    size_t max = (size_t)p->cfg->max_inflight;
 
+    take_over_idle(p); /* idle entries first: they are older than anything left to read */
     if (p->draining || p->freeing || p->read_outstanding)
         return;
     /* paused by an operator, or the API is failing and a job to probe with is at hand */
@@ -447,9 +517,12 @@ static void reader_kick(struct pipeline *p)
             p->read_outstanding = true;
         return;
     }
-    if (p->held >= max)
+    if (slots_free(p) == 0)
         return; /* resumed by task_done when a slot frees */
-    p->read_count = max - p->held;
+    /* our own pending entries come first: wait for the publishes that read new ones */
+    if (p->pending_pass && p->takes_outstanding > 0)
+        return;
+    p->read_count = slots_free(p);
     if (breaker_state(p->breaker) != BREAKER_STATE_CLOSED)
         p->read_count = 1; /* the probe's job: the rest stay in the stream */
     snprintf(count, sizeof(count), "%zu", p->read_count);
@@ -468,6 +541,8 @@ static void reader_kick(struct pipeline *p)
             redis_client_command(p->reader, on_read, p, READ_BLOCK_MS + REDIS_COMMAND_TIMEOUT_MS,
                                  DM_ARRAY_LEN(argv), argv, NULL);
     }
+    if (p->read_outstanding)
+        p->reserved += p->read_count;
 }
 
 static void on_kick_reader(evutil_socket_t fd, short what, void *arg)
@@ -509,18 +584,36 @@ static void on_cluster_grant(void *arg, const struct cluster_grant *g)
         permit_timer_in(p, (uint64_t)(g->wait_us > 0 ? g->wait_us : 1000));
 }
 
-/* One permit now, from the local bucket or from what the cluster bucket granted us. */
+/* One permit if one is at hand: from the local bucket or from what the cluster bucket granted. */
+static bool permit_try(struct pipeline *p, uint64_t now_us)
+{
+    if (p->cluster == NULL)
+        return rate_limiter_try_acquire(p->limiter, now_us);
+    if (p->cluster_permits == 0)
+        return false;
+    p->cluster_permits--;
+    return true;
+}
+
+/* A permit taken for a job that sends no request after all: the next waiting job gets it. */
+static void permit_refund(struct pipeline *p)
+{
+    if (p->cluster == NULL)
+        rate_limiter_refund(p->limiter);
+    else
+        p->cluster_permits++;
+    if (p->permit_head != NULL)
+        permit_timer_in(p, 0);
+}
+
+/* One permit now, or a timer (or a cluster request) set for when there may be one. */
 static bool permit_take(struct pipeline *p, uint64_t now_us)
 {
+    if (permit_try(p, now_us))
+        return true;
     if (p->cluster == NULL) {
-        if (rate_limiter_try_acquire(p->limiter, now_us))
-            return true;
         permit_timer_in(p, rate_limiter_wait_us(p->limiter, now_us));
         return false;
-    }
-    if (p->cluster_permits > 0) {
-        p->cluster_permits--;
-        return true;
     }
     /* one round trip asks for as many permits as jobs wait, at most a read's worth */
     if (!p->cluster_outstanding)
@@ -561,6 +654,7 @@ static void permit_grant(struct pipeline *p)
             p->permit_tail = NULL;
         t->permit_next = NULL;
         t->probe = permit == BREAKER_PERMIT_PROBE;
+        t->permitted = true;
         /* a job held back by an auth pause keeps its claim: it only needs sending again */
         if (t->claimed)
             task_send(t);
@@ -639,7 +733,6 @@ static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg
 {
     struct task *t = arg;
     struct pipeline *p = t->p;
-    const char *verdict;
     char who[WHO_MAX];
 
     (void)c;
@@ -648,17 +741,29 @@ static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg
     t->state = TASK_CLAIM_WAIT;
     if (reply == NULL)
         return; /* retried when the writer reconnects; the claim is idempotent for our nonce */
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
-        reply->element[0]->type != REDIS_REPLY_STRING) {
+    if (!claim_answer_valid(reply)) {
         log_error("%s: claim failed: %s", task_who(t, who),
                   reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
         return; /* tried again at the next tick */
     }
-    verdict = reply->element[0]->str;
-    if (t->probe && (strcmp(verdict, "claimed") != 0 || !t->will_send)) {
+    if (t->probe && (strcmp(reply->element[0]->str, "claimed") != 0 || !t->will_send)) {
         breaker_probe_cancel(p->breaker); /* this job will not test the API after all */
         t->probe = false;
         permit_grant(p);
+    }
+    task_claimed(t, reply);
+}
+
+/* Go on from a claim answer: send, finish locally, re-publish a finished job, or let go. */
+static void task_claimed(struct task *t, const redisReply *reply)
+{
+    struct pipeline *p = t->p;
+    const char *verdict = reply->element[0]->str;
+    char who[WHO_MAX];
+
+    if (t->permitted && (strcmp(verdict, "claimed") != 0 || !t->will_send)) {
+        t->permitted = false;
+        permit_refund(p);
     }
     if (strcmp(verdict, "claimed") == 0 && reply->elements == 5) {
         t->claimed = true;
@@ -666,10 +771,19 @@ static void on_claim(struct redis_client *c, struct redisReply *reply, void *arg
         t->maybe_sent = reply->element[2]->integer != 0;
         t->first_seen_ms = reply->element[3]->integer;
         t->fresh = reply->element[4]->integer != 0;
-        if (t->will_send)
-            task_send(t);
-        else
+        if (!t->will_send) {
             task_finish_local(t);
+        } else if (!t->probe && (p->paused || breaker_state(p->breaker) != BREAKER_STATE_CLOSED)) {
+            /* paused or failing since its permit: it waits at the head of the queue, claimed */
+            if (t->permitted) {
+                t->permitted = false;
+                permit_refund(p);
+            }
+            task_requeue_first(t);
+            permit_grant(p);
+        } else {
+            task_send(t);
+        }
     } else if (strcmp(verdict, "finished") == 0) {
         for (size_t i = 1; i + 1 < reply->elements; i += 2) {
             if (!outcome_load_field(&t->outcome, reply->element[i]->str, reply->element[i + 1]->str,
@@ -938,38 +1052,92 @@ static void task_hold_outcome(struct task *t)
     log_warn("%s: Redis unavailable: outcome held in memory until it is back", task_who(t, who));
 }
 
+/* The slot a publish frees goes to the next entries, read by the same script: no read of its own */
+static size_t publish_take(const struct pipeline *p)
+{
+    if (p->draining || p->paused || p->pending_pass || !p->group_ready || p->autoclaim_due ||
+        breaker_state(p->breaker) != BREAKER_STATE_CLOSED)
+        return 0;
+    return 1 + slots_free(p);
+}
+
+/* Permits for the entries the publish claims as well, so they go out without a claim of their
+ * own; none while jobs queue for a permit, which keeps the queue's order. */
+static size_t publish_permits(struct pipeline *p, size_t take)
+{
+    uint64_t now_us = clock_monotonic_us();
+    size_t n = 0;
+
+    if (p->permit_head != NULL)
+        return 0;
+    while (n < take && permit_try(p, now_us))
+        n++;
+    return n;
+}
+
+/* The publish is settled: permits not used by a claim it made go back. */
+static void publish_settle_take(struct task *t, const redisReply *entries)
+{
+    struct pipeline *p = t->p;
+    size_t unused = t->take_claims;
+
+    for (size_t i = 0; entries != NULL && i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+
+        if (unused > 0 && e->type == REDIS_REPLY_ARRAY && e->elements == 5)
+            unused--; /* its task holds the permit from now on */
+    }
+    while (unused-- > 0)
+        permit_refund(p);
+    p->reserved -= t->take;
+    p->takes_outstanding--;
+    t->take = 0;
+    t->take_claims = 0;
+    event_active(p->kick_ev, EV_TIMEOUT, 0); /* the slots it reserved are free again */
+}
+
 static void on_publish(struct redis_client *c, struct redisReply *reply, void *arg)
 {
     struct task *t = arg;
     struct pipeline *p = t->p;
+    const redisReply *status, *entries = NULL;
     char who[WHO_MAX];
 
     (void)c;
     if (p->freeing)
         return;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements > 1 &&
+        reply->element[1]->type == REDIS_REPLY_ARRAY)
+        entries = reply->element[1];
+    if (t->take > 0)
+        publish_settle_take(t, entries);
     if (reply == NULL) {
+        /* entries it may have read stay pending: the reconnect's pending pass finds them */
         task_hold_outcome(t);
         return;
     }
     t->state = TASK_PUBLISH_WAIT;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("%s: publishing the outcome failed: %s", task_who(t, who), reply->str);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        log_error("%s: publishing the outcome failed: %s", task_who(t, who),
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
         return;
     }
-    if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_STRING) {
-        if (strcmp(reply->str, "ok") == 0) {
-            if (t->mode == PUBLISH_RETRY)
-                metrics_job_retried(p->metrics);
-            else
-                metrics_job_finished(p->metrics, t->outcome.status, t->mode == PUBLISH_DUPLICATE);
-        } else {
-            log_warn("%s: outcome not published: the entry is no longer pending for %s "
-                     "(already published, or taken over)",
-                     task_who(t, who), p->consumer);
-            metrics_outcome_stale(p->metrics);
-        }
+    status = reply->element[0];
+    if (strcmp(status->str, "ok") == 0) {
+        if (t->mode == PUBLISH_RETRY)
+            metrics_job_retried(p->metrics);
+        else
+            metrics_job_finished(p->metrics, t->outcome.status, t->mode == PUBLISH_DUPLICATE);
+    } else {
+        log_warn("%s: outcome not published: the entry is no longer pending for %s "
+                 "(already published, or taken over)",
+                 task_who(t, who), p->consumer);
+        metrics_outcome_stale(p->metrics);
     }
     task_done(t);
+    if (entries != NULL)
+        start_entries(p, entries, false);
 }
 
 static void task_publish(struct task *t)
@@ -979,6 +1147,10 @@ static void task_publish(struct task *t)
     struct strbuf reply;
     char job_key[KEY_MAX], batch_key[KEY_MAX], reply_key[KEY_MAX];
     char now[DECIMAL_MAX], due[DECIMAL_MAX], attempts[DECIMAL_MAX], http_status[DECIMAL_MAX];
+    char take_buf[DECIMAL_MAX], claims_buf[DECIMAL_MAX], nonce_buf[DECIMAL_MAX];
+    char job_prefix[KEY_MAX];
+    const char *take_args[5];
+    size_t take, claims;
     static const char *const modes[] = {"final", "duplicate", "retry"};
     bool dead = t->mode == PUBLISH_FINAL && t->outcome.status == OUTCOME_DEAD;
     const char *argv[PUBLISH_ARGC_MAX];
@@ -996,10 +1168,18 @@ static void task_publish(struct task *t)
     }
     if (!build_key(job_key, p, "job:", t->job->job_id) ||
         (t->job->batch[0] != '\0' && !build_key(batch_key, p, "batch:", t->job->batch)) ||
-        (t->job->reply_to[0] != '\0' && !build_key(reply_key, p, "reply:", t->job->reply_to))) {
+        (t->job->reply_to[0] != '\0' && !build_key(reply_key, p, "reply:", t->job->reply_to)) ||
+        !build_key(job_prefix, p, "job:", "")) {
         strbuf_release(&reply);
         return;
     }
+    take = publish_take(p);
+    claims = publish_permits(p, take);
+    take_args[0] = decimal_format(take_buf, (long long)take);
+    take_args[1] = decimal_format(claims_buf, (long long)claims);
+    take_args[2] = job_prefix;
+    take_args[3] = p->nonce_prefix;
+    take_args[4] = decimal_format(nonce_buf, (long long)p->nonce_counter + 1);
 
 #define ARG(s, n) (argv[argc] = (s), lens[argc] = (n), argc++)
 #define ARGS(s) ARG((s), strlen(s))
@@ -1027,6 +1207,8 @@ static void task_publish(struct task *t)
         ARGS(decimal_format(due, (long long)t->due_ms));
         ARGS("");
         ARGS("");
+        for (size_t i = 0; i < DM_ARRAY_LEN(take_args); i++)
+            ARGS(take_args[i]);
         ARGS("attempts");
         ARGS(decimal_format(attempts, t->outcome.attempts));
         ARGS("payload");
@@ -1054,6 +1236,8 @@ static void task_publish(struct task *t)
         ARG(dead ? t->job->payload : "", dead ? t->job->payload_len : 0);
         ARGS(dead ? t->job->reply_to : "");
         ARGS(t->fresh ? "1" : "");
+        for (size_t i = 0; i < DM_ARRAY_LEN(take_args); i++)
+            ARGS(take_args[i]);
         outcome_render_fields(&t->outcome, t->job, &r);
         for (size_t i = 0; i < r.count; i++) {
             ARGS(r.fields[i].name);
@@ -1065,10 +1249,19 @@ static void task_publish(struct task *t)
 
     sent = redis_client_eval(p->writer, on_publish, t, 0, p->publish_script, 7, argc, argv, lens);
     strbuf_release(&reply);
-    if (sent)
+    if (sent) {
         t->state = TASK_PUBLISHING;
-    else
+        t->take = take;
+        t->take_claims = claims;
+        p->nonce_counter += claims; /* the script numbers its claims' nonces from here */
+        p->reserved += take;
+        if (take > 0)
+            p->takes_outstanding++;
+    } else {
+        while (claims-- > 0)
+            permit_refund(p);
         task_hold_outcome(t);
+    }
 }
 
 /* Resume every task that waits for Redis or for the submitter. */
@@ -1102,13 +1295,12 @@ static void on_redis_state(struct redis_client *c, enum redis_client_state state
     metrics_set_redis_connected(p->metrics, up);
     if (state != REDIS_CLIENT_CONNECTED)
         return;
-    if (c == p->reader) {
-        /* after any reconnect, first look for our own pending entries again */
-        p->group_ready = false;
-        reader_kick(p);
-    } else {
+    /* after any reconnect, first look for our own pending entries again: a publish whose reply
+     * was lost may have read entries for us */
+    p->group_ready = false;
+    if (c == p->writer)
         resume_waiting(p);
-    }
+    reader_kick(p);
 }
 
 /* ==== housekeeping: retries, leases, takeover, pause ==== */
@@ -1203,7 +1395,11 @@ static void on_autoclaim(struct redis_client *c, struct redisReply *reply, void 
 
     (void)c;
     p->autoclaim_outstanding = false;
-    if (p->freeing || reply == NULL)
+    p->reserved -= p->autoclaim_count;
+    if (p->freeing)
+        return;
+    event_active(p->kick_ev, EV_TIMEOUT, 0); /* what it did not fill goes to the reader */
+    if (reply == NULL)
         return;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING) {
@@ -1213,6 +1409,9 @@ static void on_autoclaim(struct redis_client *c, struct redisReply *reply, void 
     }
     snprintf(p->autoclaim_cursor, sizeof(p->autoclaim_cursor), "%s", reply->element[0]->str);
     entries = reply->element[1];
+    /* a full answer may leave more idle entries: they keep the next free slots */
+    p->autoclaim_due =
+        entries->elements == p->autoclaim_count && strcmp(p->autoclaim_cursor, "0-0") != 0;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
 
@@ -1225,22 +1424,56 @@ static void on_autoclaim(struct redis_client *c, struct redisReply *reply, void 
         }
         log_info("took over entry %s: its consumer was silent for over %ld ms", e->element[0]->str,
                  p->cfg->claim_idle_ms);
-        task_start(p, e->element[0], e->element[1]);
+        task_start(p, e->element[0], e->element[1], NULL);
     }
+}
+
+static void on_idle_checked(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct pipeline *p = arg;
+    const redisReply *first;
+
+    (void)c;
+    p->idle_check_outstanding = false;
+    if (p->freeing || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
+        return;
+    first = reply->element[0];
+    if (first->type != REDIS_REPLY_ARRAY || first->elements == 0 ||
+        first->element[0]->type != REDIS_REPLY_STRING || first->element[0]->len > JOB_ENTRY_ID_MAX)
+        return;
+    /* the takeover starts its scan there, so a long list of live entries costs it nothing */
+    memcpy(p->autoclaim_cursor, first->element[0]->str, first->element[0]->len + 1);
+    p->autoclaim_due = true;
+    take_over_idle(p);
+}
+
+/* Is any entry idle for claim_idle_ms? A read-only look, so free slots are held back for a
+ * takeover only when there is something to take over. */
+static void look_for_idle(struct pipeline *p)
+{
+    char idle[24];
+    const char *argv[] = {"XPENDING", p->jobs_key, p->group, "IDLE", idle, "-", "+", "1"};
+
+    if (p->idle_check_outstanding || p->autoclaim_due)
+        return;
+    snprintf(idle, sizeof(idle), "%ld", p->cfg->claim_idle_ms);
+    p->idle_check_outstanding =
+        redis_client_command(p->writer, on_idle_checked, p, 0, DM_ARRAY_LEN(argv), argv, NULL);
 }
 
 /* take over entries whose consumer went silent (crashed, partitioned) */
 static void take_over_idle(struct pipeline *p)
 {
     char idle[24], count[24];
-    size_t max = (size_t)p->cfg->max_inflight;
     const char *argv[9];
 
-    if (p->autoclaim_outstanding || p->held >= max || p->paused || p->draining ||
-        breaker_state(p->breaker) != BREAKER_STATE_CLOSED)
+    if (!p->autoclaim_due || p->autoclaim_outstanding || slots_free(p) == 0 || p->paused ||
+        p->draining || breaker_state(p->breaker) != BREAKER_STATE_CLOSED ||
+        redis_client_state(p->writer) != REDIS_CLIENT_CONNECTED)
         return;
+    p->autoclaim_count = slots_free(p);
     snprintf(idle, sizeof(idle), "%ld", p->cfg->claim_idle_ms);
-    snprintf(count, sizeof(count), "%zu", max - p->held);
+    snprintf(count, sizeof(count), "%zu", p->autoclaim_count);
     argv[0] = "XAUTOCLAIM";
     argv[1] = p->jobs_key;
     argv[2] = p->group;
@@ -1250,6 +1483,10 @@ static void take_over_idle(struct pipeline *p)
     argv[6] = "COUNT";
     argv[7] = count;
     p->autoclaim_outstanding = redis_client_command(p->writer, on_autoclaim, p, 0, 8, argv, NULL);
+    if (p->autoclaim_outstanding) {
+        p->reserved += p->autoclaim_count;
+        p->autoclaim_due = false;
+    }
 }
 
 static void on_pause_checked(struct redis_client *c, struct redisReply *reply, void *arg)
@@ -1298,7 +1535,7 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
         p->next_lease_us = now + lease_every;
     }
     if (now >= p->next_autoclaim_us) {
-        take_over_idle(p);
+        look_for_idle(p);
         p->next_autoclaim_us = now + lease_every;
     }
     if (now >= p->next_pause_check_us) {

@@ -11,22 +11,26 @@
 
 #include "compiler.h"
 
-#define JOB_ID_MAX 128        /* job_id, batch and reply_to: [A-Za-z0-9._:-]{1,128} */
-#define JOB_TENANT_MAX 256    /* tenant is opaque but bounded */
-#define JOB_ENTRY_ID_MAX 48   /* "<ms>-<seq>" of a stream entry */
-#define JOB_ERROR_MAX 256
+#define JOB_ID_MAX 128      /* job_id, batch and reply_to: [A-Za-z0-9._:-]{1,128} */
+#define JOB_TENANT_MAX 256  /* tenant is opaque but bounded */
+#define JOB_ENTRY_ID_MAX 48 /* "<ms>-<seq>" of a stream entry */
+#define JOB_ERROR_MAX 256   /* an envelope error message, NUL included */
 
+/*
+ * The struct and its strings are one allocation sized to what the entry carries (max_inflight jobs
+ * are held at once); only a set envelope_error is allocated apart. Strings are NUL-terminated.
+ */
 struct job {
-    char entry_id[JOB_ENTRY_ID_MAX + 1];
-    char job_id[JOB_ID_MAX + 1]; /* the entry id when the producer gave none (or a broken one) */
-    char tenant[JOB_TENANT_MAX + 1];
-    size_t tenant_len;           /* tenant may hold any byte; 0 = none */
-    char batch[JOB_ID_MAX + 1];  /* "" = none */
-    char reply_to[JOB_ID_MAX + 1];
-    char *payload;               /* exact bytes, NUL-terminated copy; NULL when absent */
+    const char *entry_id;
+    const char *job_id; /* the entry id when the producer gave none (or a broken one) */
+    const char *tenant; /* tenant_len bytes (any byte, NUL-terminated too); "" = none */
+    size_t tenant_len;
+    const char *batch;    /* "" = none */
+    const char *reply_to; /* "" = none */
+    const char *payload;  /* exact bytes, NUL-terminated copy; NULL when absent or too big */
     size_t payload_len;
-    /* set when the envelope is broken: the job fails INVALID_JOB with this message */
-    char envelope_error[JOB_ERROR_MAX];
+    /* "" while the envelope is sound; else the job fails INVALID_JOB with this message */
+    const char *envelope_error;
 };
 
 /* One field or value of a stream entry: bytes and length (Redis strings are binary). */
@@ -47,6 +51,10 @@ bool job_id_valid(const char *s, size_t len);
 struct job *job_create(const char *entry_id, size_t entry_id_len, const struct job_field *fields,
                        size_t nfields, size_t max_payload_bytes) DM_MUSTCHECK;
 void job_free(struct job *job);
+
+/* Mark the envelope broken for a reason found outside job_create(), unless it already is (the
+ * first problem wins). false only when out of memory. */
+bool job_set_envelope_error(struct job *job, const char *fmt, ...) DM_PRINTF(2, 3) DM_MUSTCHECK;
 
 /* The tenant with control and non-ASCII bytes escaped, for one-line logs; out has outlen bytes. */
 void job_tenant_printable(const struct job *job, char *out, size_t outlen);

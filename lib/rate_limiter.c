@@ -90,6 +90,11 @@ bool rate_limiter_try_acquire(struct rate_limiter *rl, uint64_t now_us)
     return true;
 }
 
+void rate_limiter_refund(struct rate_limiter *rl)
+{
+    rl->level = rl->level > rl->capacity - PERMIT ? rl->capacity : rl->level + PERMIT;
+}
+
 uint64_t rate_limiter_wait_us(struct rate_limiter *rl, uint64_t now_us)
 {
     uint64_t pause = now_us < rl->paused_until_us ? rl->paused_until_us - now_us : 0;

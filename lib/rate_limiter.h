@@ -32,6 +32,9 @@ bool rate_limiter_configure(struct rate_limiter *rl, double rate, int burst,
 /* Take one permit if one is available at now_us (never during a pause). */
 bool rate_limiter_try_acquire(struct rate_limiter *rl, uint64_t now_us) DM_MUSTCHECK;
 
+/* Give back a permit taken for a request that will not be sent (never above burst). */
+void rate_limiter_refund(struct rate_limiter *rl);
+
 /* Microseconds from now_us until try_acquire can succeed; 0 when it can now. */
 uint64_t rate_limiter_wait_us(struct rate_limiter *rl, uint64_t now_us);
 

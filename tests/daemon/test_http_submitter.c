@@ -622,6 +622,31 @@ static void test_response_cap(void **state)
     assert_int_equal(r->body_len, 1000);
 }
 
+/* libcurl reads 1 KiB at a time: a 1 MiB answer still arrives whole, one byte more is refused */
+static void test_response_cap_one_mib(void **state)
+{
+    struct fixture *f = *state;
+    const size_t mib = 1024 * 1024;
+    struct slot *r;
+
+    reconfigure(f, NULL, TOKEN, 5000, mib);
+    r = round_trip(f, "size:1048576");
+    assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
+    assert_int_equal(r->body_len, mib);
+    assert_int_equal(r->body[0], 'x');
+    assert_int_equal(r->body[mib - 1], 'x');
+
+    r = round_trip(f, "chunked:1048577");
+    assert_int_equal(r->outcome, HTTP_OUTCOME_TRANSPORT_ERROR);
+    assert_non_null(strstr(r->error, "exceeds 1048576 bytes"));
+
+    /* the pooled handle starts the next answer from an empty body */
+    r = round_trip(f, "size:10");
+    assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
+    assert_int_equal(r->body_len, 10);
+    assert_memory_equal(r->body, "xxxxxxxxxx", 10);
+}
+
 static void test_timeout_after_send(void **state)
 {
     struct fixture *f = *state;
@@ -961,6 +986,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_response_cap_one_mib, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_after_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_closes, setup, teardown),

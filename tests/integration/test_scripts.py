@@ -1,6 +1,9 @@
 """The daemon's claim and publish scripts (daemon/scripts/*.lua) run directly in a real redis-server:
 what a job hash holds after each step, for a new job (the short path: one HSET in the claim, no
-clean-up in the publish) and for a job with leftovers of an earlier attempt (the full clean-up)."""
+clean-up in the publish) and for a job with leftovers of an earlier attempt (the full clean-up);
+and the publish that reads the next entries into the slot it frees and claims them at once."""
+import re
+
 import pytest
 
 import harness
@@ -25,7 +28,12 @@ def r(tmp_path):
 
 
 def script(r, name):
-    return r.register_script((SCRIPTS / f"{name}.lua").read_text())
+    """The script as the daemon embeds it: its prelude (first line "-- prelude: x.lua") first."""
+    text = (SCRIPTS / f"{name}.lua").read_text()
+    prelude = re.match(r"-- prelude: ([A-Za-z0-9_]+\.lua)\n", text)
+    if prelude:
+        text = (SCRIPTS / prelude.group(1)).read_text() + text
+    return r.register_script(text)
 
 
 def enqueue_and_read(r, job_id):
@@ -39,12 +47,15 @@ def claim(r, job_id, entry, now, nonce):
                               args=[GROUP, entry, CONSUMER, now, nonce])
 
 
-def publish_final(r, job_id, entry, now, fresh, outcome):
+def publish_final(r, job_id, entry, now, fresh, outcome, take=0, claims=0):
+    """The publish's verdict, or (verdict, entries read) when it takes new entries."""
     fields = [v for kv in outcome.items() for v in kv]
-    return script(r, "publish")(
+    reply = script(r, "publish")(
         keys=[f"{PREFIX}:job:{job_id}", JOBS, RESULTS, JOBS, JOBS, RETRY, DEAD],
         args=[GROUP, entry, CONSUMER, "final", 3600, 1000, 60, "", "", outcome["status"], now,
-              job_id, "", "", "1" if fresh else ""] + fields)
+              job_id, "", "", "1" if fresh else "", take, claims, f"{PREFIX}:job:", "c1:7:",
+              41] + fields)
+    return reply[0] if take == 0 else (reply[0], reply[1] if len(reply) > 1 else [])
 
 
 def created(job_id, now):
@@ -117,3 +128,86 @@ def test_stale_consumer_changes_nothing(r):
     assert r.exists(f"{PREFIX}:job:d") == 0
     assert publish_final(r, "d", entry, 2000, True, created("d", 2000)) == "stale"
     assert r.exists(f"{PREFIX}:job:d") == 0
+
+
+def test_publish_takes_the_next_entries_and_claims_as_many_as_it_has_permits_for(r):
+    entry = enqueue_and_read(r, "b")
+    claim(r, "b", entry, 1000, "n1")
+    x = r.xadd(JOBS, {"job_id": "x", "payload": "{}"})
+    y = r.xadd(JOBS, {"job_id": "y", "payload": "{}"})
+    z = r.xadd(JOBS, {"job_id": "z", "payload": "{}"})
+
+    verdict, entries = publish_final(r, "b", entry, 2000, True, created("b", 2000), take=2,
+                                     claims=1)
+    assert verdict == "ok"
+    assert entries == [[x, ["job_id", "x", "payload", "{}"], ["claimed", 0, 0, 2000, 1], "x",
+                        "c1:7:41"],
+                       [y, ["job_id", "y", "payload", "{}"]]]
+    assert r.hgetall(f"{PREFIX}:job:x") == {
+        "state": "active", "entry": x, "consumer": CONSUMER, "started_ms": "2000",
+        "first_seen_ms": "2000", "inflight": "c1:7:41"}
+    assert r.exists(f"{PREFIX}:job:y") == 0  # read, not claimed: the daemon claims it later
+    pending = r.xpending_range(JOBS, GROUP, "-", "+", 10)
+    assert [(p["message_id"], p["consumer"]) for p in pending] == [(x, CONSUMER), (y, CONSUMER)]
+    assert r.xlen(JOBS) == 3 and z in [i for i, _ in r.xrange(JOBS)]
+
+
+def test_a_taken_entry_without_a_clean_job_id_is_claimed_under_its_entry_id(r):
+    """As job_create reads it: a missing, broken or late (after 64 pairs) job_id means the entry
+    id; the first of two job_id fields counts."""
+    entry = enqueue_and_read(r, "b")
+    claim(r, "b", entry, 1000, "n1")
+    ids = [r.xadd(JOBS, {"job_id": job_id, "payload": "{}"})
+           for job_id in ("bad id!", "x" * 129, "")]
+    ids.append(r.xadd(JOBS, {"payload": "{}"}))
+    ids.append(r.xadd(JOBS, {**{f"f{i}": "v" for i in range(64)}, "job_id": "late"}))
+    longest = r.xadd(JOBS, {"job_id": "x" * 128, "payload": "{}"})
+    r.execute_command("XADD", JOBS, "*", "job_id", "first", "job_id", "second")
+
+    verdict, entries = publish_final(r, "b", entry, 2000, True, created("b", 2000), take=7,
+                                     claims=7)
+    assert verdict == "ok"
+    assert [e[3] for e in entries] == ids + ["x" * 128, "first"]
+    assert [e[2][0] for e in entries] == ["claimed"] * 7
+    assert [e[4] for e in entries] == [f"c1:7:{n}" for n in range(41, 48)]
+    assert r.hget(f"{PREFIX}:job:{ids[0]}", "entry") == ids[0]
+    assert r.hget(f"{PREFIX}:job:{'x' * 128}", "entry") == longest
+    assert r.exists(f"{PREFIX}:job:late") == 0 and r.exists(f"{PREFIX}:job:second") == 0
+
+
+def test_a_taken_duplicate_is_answered_like_a_claim(r):
+    """A finished job_id gives its outcome back; one held by another live entry is dropped."""
+    entry = enqueue_and_read(r, "b")
+    claim(r, "b", entry, 1000, "n1")
+    r.hset(f"{PREFIX}:job:done", mapping=created("done", 500) | {"state": "created"})
+    holder = r.xadd(JOBS, {"job_id": "held", "payload": "{}"})
+    r.xreadgroup(GROUP, "other", {JOBS: ">"}, count=1)
+    r.hset(f"{PREFIX}:job:held", mapping={"state": "active", "entry": holder})
+    again = r.xadd(JOBS, {"job_id": "done", "payload": "{}"})
+    twin = r.xadd(JOBS, {"job_id": "held", "payload": "{}"})
+
+    verdict, entries = publish_final(r, "b", entry, 2000, True, created("b", 2000), take=2,
+                                     claims=2)
+    assert verdict == "ok"
+    assert entries[0][0] == again and entries[0][2][0] == "finished"
+    assert dict(zip(entries[0][2][1::2], entries[0][2][2::2]))["datamart_id"] == "dm-1"
+    assert entries[1][0] == twin and entries[1][2] == ["dropped", holder]
+    assert [i for i, _ in r.xrange(JOBS)] == [holder, again]  # the twin is acked and deleted
+    assert entries[1][4] == "c1:7:42"
+
+
+def test_a_stale_publish_still_frees_its_slot(r):
+    entry = enqueue_and_read(r, "d")
+    r.xclaim(JOBS, GROUP, "other", 0, [entry])
+    nxt = r.xadd(JOBS, {"job_id": "n", "payload": "{}"})
+    verdict, entries = publish_final(r, "d", entry, 2000, True, created("d", 2000), take=1,
+                                     claims=0)
+    assert verdict == "stale" and entries == [[nxt, ["job_id", "n", "payload", "{}"]]]
+    assert r.exists(f"{PREFIX}:job:d") == 0 and r.exists(f"{PREFIX}:job:n") == 0
+
+
+def test_an_empty_stream_takes_nothing(r):
+    entry = enqueue_and_read(r, "e")
+    claim(r, "e", entry, 1000, "n1")
+    assert publish_final(r, "e", entry, 2000, True, created("e", 2000), take=3,
+                         claims=3) == ("ok", [])

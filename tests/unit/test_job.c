@@ -145,6 +145,146 @@ static void test_bad_entry_id_rejected(void **state)
     job_free(NULL);
 }
 
+/* true when [a, a+alen] and [b, b+blen] (NULs included) share no byte */
+static bool apart(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return a + alen < b || b + blen < a;
+}
+
+static void test_fields_at_their_maxima(void **state)
+{
+    char entry[JOB_ENTRY_ID_MAX + 1], id[JOB_ID_MAX], batch[JOB_ID_MAX], reply[JOB_ID_MAX];
+    char tenant[JOB_TENANT_MAX], payload[300];
+    struct job_field f[10];
+    struct job *job;
+
+    (void)state;
+    memset(entry, '1', sizeof(entry));
+    entry[20] = '-';
+    memset(id, 'i', sizeof(id));
+    memset(batch, 'b', sizeof(batch));
+    memset(reply, 'r', sizeof(reply));
+    for (size_t i = 0; i < sizeof(tenant); i++)
+        tenant[i] = (char)i; /* every byte value, NUL first */
+    memset(payload, 'p', sizeof(payload));
+    f[0] = (struct job_field){"payload", 7};
+    f[1] = (struct job_field){payload, sizeof(payload)};
+    f[2] = (struct job_field){"job_id", 6};
+    f[3] = (struct job_field){id, sizeof(id)};
+    f[4] = (struct job_field){"tenant", 6};
+    f[5] = (struct job_field){tenant, sizeof(tenant)};
+    f[6] = (struct job_field){"batch", 5};
+    f[7] = (struct job_field){batch, sizeof(batch)};
+    f[8] = (struct job_field){"reply_to", 8};
+    f[9] = (struct job_field){reply, sizeof(reply)};
+    assert_null(job_create(entry, JOB_ENTRY_ID_MAX + 1, f, 5, sizeof(payload)));
+    job = job_create(entry, JOB_ENTRY_ID_MAX, f, 5, sizeof(payload));
+    assert_non_null(job);
+
+    /* the job owns copies: the entry's buffers may go away */
+    memset(entry, 0, sizeof(entry));
+    memset(id, 0, sizeof(id));
+    memset(batch, 0, sizeof(batch));
+    memset(reply, 0, sizeof(reply));
+    memset(payload, 0, sizeof(payload));
+
+    assert_string_equal(job->envelope_error, "");
+    assert_int_equal(strlen(job->entry_id), JOB_ENTRY_ID_MAX);
+    assert_int_equal(job->entry_id[20], '-');
+    assert_int_equal(strlen(job->job_id), JOB_ID_MAX);
+    assert_int_equal(strspn(job->job_id, "i"), JOB_ID_MAX);
+    assert_int_equal(strlen(job->batch), JOB_ID_MAX);
+    assert_int_equal(strspn(job->batch, "b"), JOB_ID_MAX);
+    assert_int_equal(strlen(job->reply_to), JOB_ID_MAX);
+    assert_int_equal(strspn(job->reply_to, "r"), JOB_ID_MAX);
+    assert_int_equal(job->tenant_len, JOB_TENANT_MAX);
+    assert_memory_equal(job->tenant, tenant, JOB_TENANT_MAX);
+    assert_int_equal(job->tenant[JOB_TENANT_MAX], '\0');
+    assert_int_equal(job->payload_len, 300);
+    assert_int_equal(strlen(job->payload), 300);
+    assert_int_equal(strspn(job->payload, "p"), 300);
+
+    /* packed side by side, none overlapping the next one's bytes */
+    assert_true(apart(job->entry_id, JOB_ENTRY_ID_MAX, job->job_id, JOB_ID_MAX));
+    assert_true(apart(job->job_id, JOB_ID_MAX, job->tenant, JOB_TENANT_MAX));
+    assert_true(apart(job->tenant, JOB_TENANT_MAX, job->batch, JOB_ID_MAX));
+    assert_true(apart(job->batch, JOB_ID_MAX, job->reply_to, JOB_ID_MAX));
+    assert_true(apart(job->reply_to, JOB_ID_MAX, job->payload, 300));
+    assert_true(apart(job->entry_id, JOB_ENTRY_ID_MAX, job->payload, 300));
+    job_free(job);
+}
+
+static void test_missing_fields(void **state)
+{
+    const struct job_field f[] = {F("job_id"), F("j-1"), F("unknown"), F("x")};
+    struct job *job = make(f, 2);
+
+    (void)state;
+    assert_string_equal(job->envelope_error, "no payload field");
+    assert_null(job->payload);
+    assert_int_equal(job->payload_len, 0);
+    assert_string_equal(job->job_id, "j-1");
+    assert_string_equal(job->entry_id, "1700000000000-7");
+    assert_string_equal(job->tenant, "");
+    assert_int_equal(job->tenant_len, 0);
+    assert_string_equal(job->batch, "");
+    assert_string_equal(job->reply_to, "");
+    job_free(job);
+
+    job = make(NULL, 0);
+    assert_string_equal(job->envelope_error, "no payload field");
+    assert_string_equal(job->job_id, "1700000000000-7");
+    job_free(job);
+}
+
+static void test_broken_fields_fall_back(void **state)
+{
+    static const char big[1100] = {'{'};
+    char long_tenant[JOB_TENANT_MAX + 1];
+    const struct job_field f[] = {F("payload"),  {big, sizeof(big)},
+                                  F("job_id"),   F("a b"),
+                                  F("batch"),    F("b*"),
+                                  F("reply_to"), F("r/1"),
+                                  F("tenant"),   {long_tenant, sizeof(long_tenant)}};
+    struct job *job;
+
+    (void)state;
+    memset(long_tenant, 't', sizeof(long_tenant));
+    job = make(f, 5);
+    /* the first problem is the one reported */
+    assert_string_equal(job->envelope_error,
+                        "job_id must match [A-Za-z0-9._:-]{1,128} (got 3 bytes)");
+    assert_string_equal(job->job_id, "1700000000000-7");
+    assert_string_equal(job->batch, "");
+    assert_string_equal(job->reply_to, "");
+    assert_int_equal(job->tenant_len, 0);
+    assert_null(job->payload);
+    assert_int_equal(job->payload_len, 0);
+    job_free(job);
+}
+
+static void test_set_envelope_error(void **state)
+{
+    const struct job_field f[] = {F("payload"), F("{}")};
+    const struct job_field broken[] = {F("job_id"), F("x")};
+    struct job *job = make(f, 1);
+
+    (void)state;
+    assert_true(job_set_envelope_error(job, "%s", ""));
+    assert_string_equal(job->envelope_error, "");
+    assert_true(job_set_envelope_error(job, "entry has more than %d fields", 64));
+    assert_string_equal(job->envelope_error, "entry has more than 64 fields");
+    assert_true(job_set_envelope_error(job, "later problem"));
+    assert_string_equal(job->envelope_error, "entry has more than 64 fields");
+    assert_string_equal(job->payload, "{}");
+    job_free(job);
+
+    job = make(broken, 1);
+    assert_true(job_set_envelope_error(job, "later problem"));
+    assert_string_equal(job->envelope_error, "no payload field");
+    job_free(job);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +295,10 @@ int main(void)
         cmocka_unit_test(test_job_id_pattern),
         cmocka_unit_test(test_tenant_binary_and_bounded),
         cmocka_unit_test(test_bad_entry_id_rejected),
+        cmocka_unit_test(test_fields_at_their_maxima),
+        cmocka_unit_test(test_missing_fields),
+        cmocka_unit_test(test_broken_fields_fall_back),
+        cmocka_unit_test(test_set_envelope_error),
     };
 
     return cmocka_run_group_tests_name("job", tests, NULL, NULL);

@@ -8,20 +8,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job.h"
 #include "metrics.h"
 #include "outcome.h"
 #include "strbuf.h"
 
 static struct job *sample_job(const char *tenant, size_t tenant_len, const char *batch)
 {
-    struct job *job = calloc(1, sizeof(*job));
+    struct job_field f[8] = {{"payload", 7}, {"{}", 2}, {"job_id", 6}, {"onboard-acme-1", 14}};
+    size_t n = 2;
+    struct job *job;
 
+    if (tenant_len > 0) {
+        f[2 * n] = (struct job_field){"tenant", 6};
+        f[2 * n++ + 1] = (struct job_field){tenant, tenant_len};
+    }
+    if (batch[0] != '\0') {
+        f[2 * n] = (struct job_field){"batch", 5};
+        f[2 * n++ + 1] = (struct job_field){batch, strlen(batch)};
+    }
+    job = job_create("1-1", 3, f, n, 1024);
     assert_non_null(job);
-    strcpy(job->entry_id, "1-1");
-    strcpy(job->job_id, "onboard-acme-1");
-    memcpy(job->tenant, tenant, tenant_len);
-    job->tenant_len = tenant_len;
-    strcpy(job->batch, batch);
+    assert_string_equal(job->envelope_error, "");
     return job;
 }
 
@@ -60,7 +68,7 @@ static void test_created_fields(void **state)
     assert_null(field(&r, "recovered"));
     assert_null(field(&r, "duplicate"));
     outcome_release(&o);
-    free(job);
+    job_free(job);
 }
 
 static void test_local_failure_fields_and_json(void **state)
@@ -93,7 +101,7 @@ static void test_local_failure_fields_and_json(void **state)
                         "\"name\",\"message\":\"missing\"}],\"attempts\":0,\"finished_ms\":5}");
     strbuf_release(&sb);
     outcome_release(&o);
-    free(job);
+    job_free(job);
 }
 
 static void test_json_escapes_binary_tenant(void **state)
@@ -110,7 +118,7 @@ static void test_json_escapes_binary_tenant(void **state)
     assert_non_null(strstr(sb.data, "\"tenant\":\"a\\\"\\u0001\\ufffd\""));
     strbuf_release(&sb);
     outcome_release(&o);
-    free(job);
+    job_free(job);
 }
 
 static void test_redact_token(void **state)
@@ -152,7 +160,7 @@ static void test_load_fields_round_trip(void **state)
     assert_int_equal(b.finished_ms, 42);
     outcome_release(&a);
     outcome_release(&b);
-    free(job);
+    job_free(job);
 }
 
 static void test_utf8_sequences(void **state)

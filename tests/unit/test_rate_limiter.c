@@ -187,6 +187,29 @@ static void test_starts_full_then_waits_exactly(void **state)
 }
 
 /* sub-permit precision: 3/s leaves a third of a microsecond over each time, and it adds up */
+static void test_refund_gives_back_up_to_burst(void **state)
+{
+    struct rate_limiter *rl = rate_limiter_create(1, 2, 0);
+
+    (void)state;
+    assert_non_null(rl);
+    assert_true(rate_limiter_try_acquire(rl, 0));
+    assert_true(rate_limiter_try_acquire(rl, 0));
+    assert_false(rate_limiter_try_acquire(rl, 0));
+    rate_limiter_refund(rl);
+    assert_int_equal(rate_limiter_wait_us(rl, 0), 0);
+    assert_true(rate_limiter_try_acquire(rl, 0));
+    assert_false(rate_limiter_try_acquire(rl, 0));
+    /* a full bucket stays at burst */
+    rate_limiter_refund(rl);
+    rate_limiter_refund(rl);
+    rate_limiter_refund(rl);
+    assert_true(rate_limiter_try_acquire(rl, 0));
+    assert_true(rate_limiter_try_acquire(rl, 0));
+    assert_false(rate_limiter_try_acquire(rl, 0));
+    rate_limiter_free(rl);
+}
+
 static void test_fractional_period(void **state)
 {
     struct rate_limiter *rl = limiter(3, 2, 0);
@@ -339,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_issue_accuracy_rate20_burst5),
         cmocka_unit_test(test_accuracy_table),
         cmocka_unit_test(test_starts_full_then_waits_exactly),
+        cmocka_unit_test(test_refund_gives_back_up_to_burst),
         cmocka_unit_test(test_fractional_period),
         cmocka_unit_test(test_unlimited),
         cmocka_unit_test(test_pause_until),
