@@ -262,8 +262,10 @@ static struct event_base *base_create(void)
     if (cfg == NULL)
         return NULL;
     /* evhttp flips read and write interest on every request: batch those epoll_ctl calls;
-     * held requests watch their sockets edge-triggered for the peer closing */
+     * held requests watch their sockets edge-triggered for the peer closing; latency is kept to
+     * the microsecond (timerfd), not to the kernel tick epoll's millisecond timeout rounds up to */
     if (event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0 &&
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER) == 0 &&
         event_config_require_features(cfg, EV_FEATURE_ET | EV_FEATURE_EARLY_CLOSE) == 0)
         base = event_base_new_with_config(cfg);
     event_config_free(cfg);
