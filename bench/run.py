@@ -2,9 +2,9 @@
 """Benchmark datamartd end to end (issue #7); run it through bench/<name>.sh (docs/performance.md).
 
 Subcommands, each printing a table and writing <build>/bench/<name>.json:
-  throughput  N jobs queued at once; databrain-mock at latency L pinned to one CPU; max_inflight C;
-              jobs/s against the C/L bound, datamartd's CPU per job and peak RSS, enqueue-to-outcome
-              latency, Redis commands per job
+  throughput  N jobs queued at once; databrain-mock at latency L (+- J) pinned to one CPU;
+              max_inflight C; jobs/s against the C/L bound, datamartd's CPU per job and peak RSS,
+              enqueue-to-outcome latency, Redis commands per job
   rate        rate 50/s, burst 10, for 20 s: the mean and the busiest 1-s window at the mock
   enqueue     `datamartctl enqueue` of 100,000 jobs (JSON Lines): jobs/s
   soak        1,000,000 jobs at L = 0 through one daemon: its RSS every second
@@ -35,10 +35,9 @@ PREFIX = "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 ENQUEUE_CHUNK = 5000
-# commands datamartd sends itself; every other command in INFO commandstats ran inside its scripts
-# (XACK is both: the daemon's own XACK only acks an entry deleted while pending, never here)
-TOP_LEVEL = {"evalsha", "eval", "xreadgroup", "xinfo|groups", "exists", "xautoclaim",
-             "xgroup|create", "script|load", "ping", "auth", "select", "client|setname", "hello"}
+# INFO commandstats cannot tell what datamartd sent from what its scripts ran (XREADGROUP and XACK
+# can be either), so the commands it sent come from its own counter in /metrics
+SENT_METRIC = "datamartd_redis_commands_total{"
 # what this driver sends while it measures; never counted
 OWN = {"info", "xlen", "multi", "exec", "config|resetstat"}
 
@@ -133,6 +132,7 @@ class Rig:
         env = {k: v for k, v in os.environ.items()
                if k not in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET")}
         env["DATAMARTD_API_TOKEN"] = TOKEN
+        env["GNUTLS_NO_IMPLICIT_INIT"] = "1"  # as contrib/systemd/datamartd.service runs it
         argv = [*shlex.split(self.args.daemon_wrapper or ""),
                 self.args.bin_dir / "datamartd", "-c", config.path]
         self.daemon_stdout = open(self.dir / "datamartd.stdout", "wb")
@@ -154,6 +154,17 @@ class Rig:
             return False
         finally:
             session.close()
+
+    def commands_sent(self):
+        """Redis commands datamartd has sent so far, over all its connections (/metrics)."""
+        session = harness.HttpSession(harness.LOOPBACK, self.admin_port, timeout=10)
+        try:
+            resp = session.request("GET", "/metrics")
+        finally:
+            session.close()
+        assert resp.status == 200, resp
+        samples = daemon_harness.parse_metrics(resp.body.decode())
+        return sum(v for k, v in samples.items() if k.startswith(SENT_METRIC))
 
     def enqueue(self, bodies, atomic=False):
         """XADD the bodies in one pipelined round trip, atomic: in one MULTI/EXEC, so the daemon
@@ -211,16 +222,16 @@ def commandstats(client):
     return {k[len("cmdstat_"):]: v["calls"] for k, v in info.items()}
 
 
-def command_delta(before, after, jobs):
-    """Commands per job between two commandstats snapshots; the driver's own MULTI of `jobs`
-    XADDs (the queue) falls inside the window and is taken out."""
+def command_delta(before, after, jobs, sent):
+    """Commands per job: `sent` by datamartd (its counter), and all Redis ran between two
+    commandstats snapshots, script internals included; the driver's own MULTI of `jobs` XADDs
+    (the queue) falls inside the window and is taken out."""
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     delta["xadd"] = delta.get("xadd", 0) - jobs
     delta = {k: v for k, v in delta.items() if v > 0 and k not in OWN}
-    top = sum(v for k, v in delta.items() if k in TOP_LEVEL)
     total = sum(delta.values())
     return {
-        "top_level_per_job": round(top / jobs, 3),
+        "top_level_per_job": round(sent / jobs, 3),
         "incl_script_internals_per_job": round(total / jobs, 2),
         "by_command": dict(sorted(delta.items(), key=lambda kv: -kv[1])),
     }
@@ -247,8 +258,8 @@ def read_results(client):
 def throughput_one(args, latency_ms, inflight):
     tag = f"tp{latency_ms}x{inflight}"
     mock_args = ["--max-datamarts", str(args.jobs + 1000)]
-    if latency_ms:
-        mock_args += ["--latency-ms", str(latency_ms)]
+    if latency_ms or args.jitter_ms:
+        mock_args += ["--latency-ms", f"{latency_ms}:{args.jitter_ms}"]
     with Rig(args, tag, mock_args) as rig:
         rig.start_daemon(rig.config(inflight))
         pid, redis_pid, mock_pid = rig.daemon.pid, rig.redis.program.pid, rig.mock_program.pid
@@ -258,6 +269,7 @@ def throughput_one(args, latency_ms, inflight):
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)  # let it attach before the jobs arrive
         idle_rss = status_kib(pid, "VmRSS")
+        sent_before = rig.commands_sent()
         stats_before = commandstats(rig.raw)
         cpu_before = [cpu_seconds(p) for p in (pid, redis_pid, mock_pid)]
         ids = rig.enqueue(bodies, atomic=True)
@@ -270,6 +282,7 @@ def throughput_one(args, latency_ms, inflight):
             time.sleep(0.01)
         cpu_after = [cpu_seconds(p) for p in (pid, redis_pid, mock_pid)]
         stats_after = commandstats(rig.raw)
+        sent = rig.commands_sent() - sent_before
         peak_rss = status_kib(pid, "VmHWM")
         anon_rss = status_kib(pid, "RssAnon")
         if args.attach:
@@ -294,6 +307,7 @@ def throughput_one(args, latency_ms, inflight):
     cpu = [a - b for a, b in zip(cpu_after, cpu_before)]
     return {
         "latency_ms": latency_ms,
+        "jitter_ms": args.jitter_ms,
         "max_inflight": inflight,
         "jobs": args.jobs,
         "statuses": statuses,
@@ -312,7 +326,7 @@ def throughput_one(args, latency_ms, inflight):
         "enqueue_to_outcome_p99_ms": percentile(latency, 99),
         "arrival_to_outcome_p50_ms": percentile(service, 50) if service else None,
         "arrival_to_outcome_p99_ms": percentile(service, 99) if service else None,
-        "redis_commands": command_delta(stats_before, stats_after, args.jobs),
+        "redis_commands": command_delta(stats_before, stats_after, args.jobs, sent),
     }
 
 
@@ -328,8 +342,8 @@ def median_run(runs):
 
     out = dict(runs[0])
     for key, value in runs[0].items():
-        if key not in ("latency_ms", "max_inflight", "jobs") and isinstance(value, (int, float)) \
-                and not isinstance(value, bool):
+        if key not in ("latency_ms", "jitter_ms", "max_inflight", "jobs") \
+                and isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = med(key)
     out["redis_commands"] = {
         k: med(k, lambda r, k: r["redis_commands"][k])
@@ -346,8 +360,9 @@ def throughput(args):
         for c in args.inflight:
             runs = [throughput_one(args, lat, c) for _ in range(args.repeat)]
             scenarios.append({"median": median_run(runs), "runs": runs})
-    print(f"throughput: {args.jobs:,} jobs queued at once; mock on CPU {args.mock_cpu}; "
-          f"daemon log level {args.log_level}; median of {args.repeat} run(s)")
+    print(f"throughput: {args.jobs:,} jobs queued at once; mock on CPU {args.mock_cpu}, answering "
+          f"after L +- {args.jitter_ms} ms; daemon log level {args.log_level}; median of "
+          f"{args.repeat} run(s)")
     print(f"{'L ms':>4} {'C':>4} {'jobs/s':>8} {'C/L':>7} {'ratio':>6} {'us/job':>7} "
           f"{'redis':>6} {'mock':>5} {'RSS MiB':>7} {'anon':>5} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'svc p50':>7} {'svc p99':>7} {'cmd/job':>7} {'+lua':>5}  statuses")
@@ -365,7 +380,8 @@ def throughput(args):
               f"{r['statuses']}")
     print("us/job: CPU (user+sys) per job of datamartd, redis-server and the mock; p50/p99: "
           "enqueue (entry id) to finished_ms; svc: mock arrival to finished_ms; cmd/job: Redis "
-          "commands datamartd sent, +lua: including those its scripts ran; RSS: peak (VmHWM), "
+          "commands datamartd sent (its datamartd_redis_commands_total), +lua: all Redis ran "
+          "(INFO commandstats), its scripts' calls included; RSS: peak (VmHWM), "
           "anon: anonymous (private) RSS at the end, the rest being shared library pages")
     return {"scenarios": scenarios}
 
@@ -543,6 +559,8 @@ def main():
                        help="jobs/s, CPU and RSS per job, latency, Redis commands")
     p.add_argument("--jobs", type=int, default=20000)
     p.add_argument("--latency-ms", type=int_list, default=[0, 20], help="e.g. 0,20")
+    p.add_argument("--jitter-ms", type=int, default=0,
+                   help="the mock answers after L +- J ms, uniform (C/L stays at the mean L)")
     p.add_argument("--inflight", type=int_list, default=[64, 256], help="e.g. 64,256")
     p.add_argument("--repeat", type=int, default=1, help="runs per scenario; medians reported")
     p.add_argument("--timeout", type=float, default=600)

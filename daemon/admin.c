@@ -17,7 +17,8 @@ struct admin {
     struct evhttp *http;
     struct metrics *metrics;
     admin_ready_fn ready;
-    void *ready_arg;
+    admin_collect_fn collect;
+    void *arg;
     struct strbuf page; /* reused for every /metrics render */
 };
 
@@ -51,7 +52,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_text(req, 200, "OK", "text/plain", "ok\n", 3);
     } else if (strcmp(path, "/readyz") == 0) {
         const char *why = "";
-        bool ok = a->ready(a->ready_arg, &why);
+        bool ok = a->ready(a->arg, &why);
         struct strbuf sb;
 
         strbuf_init(&sb);
@@ -61,6 +62,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         strbuf_release(&sb);
     } else if (strcmp(path, "/metrics") == 0) {
         strbuf_reset(&a->page);
+        a->collect(a->arg, a->metrics);
         metrics_render(a->metrics, DATAMART_VERSION, &a->page);
         if (a->page.failed)
             evhttp_send_error(req, 500, "out of memory");
@@ -99,7 +101,7 @@ static bool split_listen(const char *listen, char *host, size_t hostlen, unsigne
 }
 
 struct admin *admin_create(struct event_base *base, const char *listen, struct metrics *metrics,
-                           admin_ready_fn ready, void *arg)
+                           admin_ready_fn ready, admin_collect_fn collect, void *arg)
 {
     struct admin *a;
     char host[LISTEN_MAX];
@@ -114,7 +116,8 @@ struct admin *admin_create(struct event_base *base, const char *listen, struct m
         return NULL;
     a->metrics = metrics;
     a->ready = ready;
-    a->ready_arg = arg;
+    a->collect = collect;
+    a->arg = arg;
     strbuf_init(&a->page);
     a->http = evhttp_new(base);
     if (a->http == NULL) {

@@ -61,11 +61,21 @@ static bool admin_ready(void *arg, const char **why)
     return pipeline_ready(d->pipeline, why);
 }
 
+/* read on demand: the clients count every command, too often to push each one to metrics */
+static void admin_collect(void *arg, struct metrics *metrics)
+{
+    struct daemon *d = arg;
+    uint64_t reader, writer;
+
+    pipeline_redis_commands(d->pipeline, &reader, &writer);
+    metrics_set_redis_commands(metrics, reader, writer);
+}
+
 static bool admin_start(struct daemon *d, const struct config *cfg)
 {
     if (cfg->admin_listen == NULL || cfg->admin_listen[0] == '\0')
         return true;
-    d->admin = admin_create(d->base, cfg->admin_listen, d->metrics, admin_ready, d);
+    d->admin = admin_create(d->base, cfg->admin_listen, d->metrics, admin_ready, admin_collect, d);
     return d->admin != NULL;
 }
 

@@ -88,7 +88,6 @@ struct task {
     int64_t first_seen_ms;
     int64_t due_ms; /* PUBLISH_RETRY: when the next attempt is due */
     char nonce[192];
-    char name[API_ID_MAX]; /* the payload's name: the datamart id of a recovered create */
     struct outcome outcome;
 };
 
@@ -305,6 +304,20 @@ static void copy_name(char *dst, size_t size, const char *src)
     dst[n] = '\0';
 }
 
+/* The payload's name, the datamart id of a recovered create: read again, as it is seldom needed
+ * and a copy in every task would cost more memory than the second read costs time. */
+static void task_payload_name(const struct task *t, char *dst, size_t size)
+{
+    struct validator_result *vr =
+        validator_check(t->job->payload, t->job->payload_len, t->p->cfg->max_payload_bytes);
+    const char *name = vr != NULL ? validator_result_name(vr) : NULL;
+
+    copy_name(dst, size, name != NULL ? name : "");
+    if (vr == NULL)
+        log_error("job_id=%s: out of memory reading the payload's name", t->job->job_id);
+    validator_result_free(vr);
+}
+
 /* Decide locally what can be decided before any request: a broken envelope or payload. */
 static bool task_validate(struct task *t)
 {
@@ -321,7 +334,6 @@ static bool task_validate(struct task *t)
     switch (validator_result_verdict(vr)) {
     case VALIDATOR_OK:
         t->will_send = true;
-        copy_name(t->name, sizeof(t->name), validator_result_name(vr));
         break;
     case VALIDATOR_NOT_JSON:
         outcome_set_invalid_job(&t->outcome, validator_result_message(vr, 0));
@@ -922,7 +934,7 @@ static void task_decide(struct task *t, const struct api_classification *c)
         if (t->maybe_sent || t->attempts_before > 0) {
             /* our own earlier attempt created it and its answer was lost */
             outcome_set_api(o, OUTCOME_CREATED, c);
-            snprintf(o->datamart_id, sizeof(o->datamart_id), "%s", t->name);
+            task_payload_name(t, o->datamart_id, sizeof(o->datamart_id));
             o->recovered = true;
         } else {
             outcome_set_api(o, OUTCOME_FAILED, c);
@@ -1876,4 +1888,10 @@ void pipeline_free(struct pipeline *p)
     breaker_free(p->breaker);
     retry_policy_free(p->retry_policy);
     free(p);
+}
+
+void pipeline_redis_commands(const struct pipeline *p, uint64_t *reader, uint64_t *writer)
+{
+    *reader = redis_client_commands_sent(p->reader);
+    *writer = redis_client_commands_sent(p->writer);
 }

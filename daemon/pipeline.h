@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "compiler.h"
 
@@ -33,6 +34,8 @@ bool pipeline_ready(const struct pipeline *p, const char **why);
 void pipeline_describe(const struct pipeline *p, char *buf, size_t len);
 /* Poll slow-changing facts (queue lag); called by the daemon's periodic timer. */
 void pipeline_tick(struct pipeline *p);
+/* Commands sent so far by the reader and by the writer (which the cluster limiter shares). */
+void pipeline_redis_commands(const struct pipeline *p, uint64_t *reader, uint64_t *writer);
 void pipeline_free(struct pipeline *p);
 
 #endif

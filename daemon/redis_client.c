@@ -93,6 +93,7 @@ struct redis_client {
     redisAsyncContext *dying; /* dropped by us; freed by drop_ev, outside hiredis callbacks */
     struct redis_client_cmd *head, *tail;
     size_t pending;
+    uint64_t commands_sent; /* every command queued to hiredis, handshake and eval retries too */
     unsigned handshake_left;
     struct redis_client_script **scripts;
     int nscripts;
@@ -453,6 +454,8 @@ static void fifo_push(struct redis_client *c, struct redis_client_cmd *cmd)
         c->head = cmd;
     c->tail = cmd;
     c->pending++;
+    /* every send goes through here once hiredis has queued it, so this is what reaches Redis */
+    c->commands_sent++;
 }
 
 static void fifo_shift(struct redis_client *c, struct redis_client_cmd *cmd)
@@ -1145,6 +1148,11 @@ const char *redis_client_last_error(const struct redis_client *c)
 size_t redis_client_pending(const struct redis_client *c)
 {
     return c != NULL ? c->pending : 0;
+}
+
+uint64_t redis_client_commands_sent(const struct redis_client *c)
+{
+    return c != NULL ? c->commands_sent : 0;
 }
 
 void redis_client_free(struct redis_client *c)

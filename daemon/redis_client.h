@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "compiler.h"
 
@@ -95,6 +96,11 @@ const char *redis_client_state_name(enum redis_client_state state);
 const char *redis_client_last_error(const struct redis_client *c);
 /* commands awaiting replies, handshake steps included */
 size_t redis_client_pending(const struct redis_client *c);
+/*
+ * Commands queued to Redis since create, across reconnects: handshake steps, EVALSHA and its
+ * EVAL retry each count one; commands a script runs inside Redis do not.
+ */
+uint64_t redis_client_commands_sent(const struct redis_client *c);
 /* Pending callbacks fire with NULL before it returns; on_state is not called. NULL ok. */
 void redis_client_free(struct redis_client *c);
 

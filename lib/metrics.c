@@ -21,6 +21,8 @@ struct metrics {
     long inflight_requests;
     long jobs_held;
     bool redis_connected;
+    uint64_t redis_commands_reader;
+    uint64_t redis_commands_writer;
     long long queue_lag;
 };
 
@@ -66,6 +68,12 @@ void metrics_set_inflight(struct metrics *m, long requests, long jobs)
 void metrics_set_redis_connected(struct metrics *m, bool connected)
 {
     m->redis_connected = connected;
+}
+
+void metrics_set_redis_commands(struct metrics *m, uint64_t reader, uint64_t writer)
+{
+    m->redis_commands_reader = reader;
+    m->redis_commands_writer = writer;
 }
 
 void metrics_set_queue_lag(struct metrics *m, long long lag)
@@ -142,6 +150,12 @@ void metrics_render(const struct metrics *m, const char *version, struct strbuf 
     strbuf_printf(sb, "datamartd_jobs_held %ld\n", m->jobs_held);
     header(sb, "datamartd_redis_connected", "gauge", "1 when Redis is connected.");
     strbuf_printf(sb, "datamartd_redis_connected %d\n", m->redis_connected ? 1 : 0);
+    header(sb, "datamartd_redis_commands_total", "counter",
+           "Commands sent to Redis, by connection; a script counts once, not the calls it makes.");
+    strbuf_printf(sb, "datamartd_redis_commands_total{connection=\"reader\"} %llu\n",
+                  (unsigned long long)m->redis_commands_reader);
+    strbuf_printf(sb, "datamartd_redis_commands_total{connection=\"writer\"} %llu\n",
+                  (unsigned long long)m->redis_commands_writer);
     if (m->queue_lag >= 0) {
         header(sb, "datamartd_queue_lag", "gauge",
                "Entries in the job stream not yet delivered to the consumer group.");

@@ -19,6 +19,8 @@ void metrics_job_finished(struct metrics *m, enum outcome_status status, bool du
 void metrics_http_request(struct metrics *m, long code, double seconds);
 void metrics_set_inflight(struct metrics *m, long requests, long jobs);
 void metrics_set_redis_connected(struct metrics *m, bool connected);
+/* commands each Redis connection has sent so far (totals, not increments) */
+void metrics_set_redis_commands(struct metrics *m, uint64_t reader, uint64_t writer);
 /* entries in P:jobs not yet delivered to the group; negative when unknown */
 void metrics_set_queue_lag(struct metrics *m, long long lag);
 void metrics_outcome_stale(struct metrics *m);

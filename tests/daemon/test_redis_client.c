@@ -891,6 +891,67 @@ static void test_configure_inside_callback(void **state)
     assert_non_null(strstr(cap.str, " db=5 "));
 }
 
+/* The counter says what this client sent, not what Redis ran: a script's inner calls are not
+ * counted, while handshake steps and the EVAL behind a NOSCRIPT are. */
+static void test_commands_sent(void **state)
+{
+    struct fixture *f = *state;
+    struct redis_client_options o;
+    struct capture cap;
+    uint64_t before;
+    int incr3;
+
+    redis_server_start(&f->srv, (const char *[]){"--requirepass", "count-pw", NULL});
+    o = options_for(&f->srv);
+    o.password = "count-pw";
+    o.db = 2;
+    f->c = redis_client_create(f->base, &o, on_state, f);
+    assert_non_null(f->c);
+    assert_int_equal(redis_client_commands_sent(f->c), 0);
+    assert_int_equal(redis_client_commands_sent(NULL), 0);
+    incr3 = redis_client_add_script(f->c, "redis.call('INCR', KEYS[1]) redis.call('INCR', KEYS[1]) "
+                                          "return redis.call('INCR', KEYS[1])");
+    assert_true(incr3 >= 0);
+    assert_true(redis_client_start(f->c));
+    assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
+    /* AUTH, SELECT, CLIENT SETNAME, SCRIPT LOAD */
+    assert_int_equal(redis_client_commands_sent(f->c), 4);
+
+    expect_pong(f, f->c);
+    assert_int_equal(redis_client_commands_sent(f->c), 5);
+    memset(&cap, 0, sizeof(cap));
+    assert_true(redis_client_eval(f->c, on_capture, &cap, 0, incr3, 1, 1,
+                                  (const char *[]){"counted"}, NULL));
+    assert_true(wait_count(f, &cap.calls, 1, 5000));
+    assert_int_equal(cap.integer, 3);
+    assert_int_equal(redis_client_commands_sent(f->c), 6);
+
+    /* refused or unconnected commands are never sent */
+    assert_false(
+        redis_client_command(f->c, on_capture, &cap, 0, 1, (const char *[]){"MONITOR"}, NULL));
+    assert_int_equal(redis_client_commands_sent(f->c), 6);
+
+    /* EVALSHA answered NOSCRIPT, then EVAL: two commands for one eval */
+    command_sync(f, f->c, &cap, 2, (const char *[]){"SCRIPT", "FLUSH"});
+    before = redis_client_commands_sent(f->c);
+    memset(&cap, 0, sizeof(cap));
+    assert_true(redis_client_eval(f->c, on_capture, &cap, 0, incr3, 1, 1,
+                                  (const char *[]){"counted"}, NULL));
+    assert_true(wait_count(f, &cap.calls, 1, 5000));
+    assert_int_equal(cap.integer, 6);
+    assert_int_equal(redis_client_commands_sent(f->c), before + 2);
+
+    /* a reconnect repeats the handshake, and the count carries on across it */
+    before = redis_client_commands_sent(f->c);
+    o.db = 3;
+    assert_true(redis_client_configure(f->c, &o));
+    assert_int_equal(redis_client_state(f->c), REDIS_CLIENT_CLOSED);
+    assert_false(
+        redis_client_command(f->c, on_capture, &cap, 0, 1, (const char *[]){"PING"}, NULL));
+    assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 2000));
+    assert_int_equal(redis_client_commands_sent(f->c), before + 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -911,6 +972,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configure_new_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configure_inside_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commands_sent, setup, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN);

@@ -78,9 +78,12 @@ class DaemonConfig:
 
 
 class Daemon:
-    """A running datamartd. stop() returns its exit code; logs() is its stdout and stderr."""
+    """A running datamartd. stop() returns its exit code; logs() is its stdout and stderr.
+    journal=True makes its stderr file look like systemd's journal stream: JOURNAL_STREAM names
+    that file's device and inode."""
 
-    def __init__(self, log_dir, config, token=TOKEN, notify_socket=None, extra_env=None):
+    def __init__(self, log_dir, config, token=TOKEN, notify_socket=None, extra_env=None,
+                 journal=False):
         self.config = config
         self.token = token
         env = {k: v for k, v in os.environ.items()
@@ -92,10 +95,16 @@ class Daemon:
             env["NOTIFY_SOCKET"] = str(notify_socket)
         env.update(extra_env or {})
         self.stdout_path = Path(log_dir) / f"datamartd-{id(self)}.stdout"
+        stderr_path = None
+        if journal:
+            stderr_path = Path(log_dir) / f"datamartd-{id(self)}.journal"
+            stderr_path.touch()
+            st = os.stat(stderr_path)
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         with open(self.stdout_path, "wb") as out:
             self.program = harness.Program([harness.binary("datamartd"), "-c", config.path],
                                            log_dir, name=f"datamartd-{id(self)}", env=env,
-                                           stdout=out)
+                                           stdout=out, stderr_path=stderr_path)
         self.returncode = None
 
     def running(self):

@@ -57,12 +57,15 @@ def wait_until(predicate, timeout=5.0, interval=0.02, message="condition"):
 
 class Program:
     """A started program. stderr goes to a file (stderr_text() reads it); stop() sends SIGTERM
-    and returns the exit code, killing the program if it does not exit in time."""
+    and returns the exit code, killing the program if it does not exit in time. stderr_path
+    picks that file (truncated, an existing one keeps its inode); default: one in log_dir."""
 
-    def __init__(self, args, log_dir, name=None, env=None, stdout=subprocess.DEVNULL):
+    def __init__(self, args, log_dir, name=None, env=None, stdout=subprocess.DEVNULL,
+                 stderr_path=None):
         self.args = [str(a) for a in args]
         self.name = name or Path(self.args[0]).name
-        self.stderr_path = Path(log_dir) / f"{self.name}-{os.getpid()}-{id(self)}.stderr"
+        self.stderr_path = Path(stderr_path or
+                                Path(log_dir) / f"{self.name}-{os.getpid()}-{id(self)}.stderr")
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=stdout,
                                      stderr=self._stderr, env=env)

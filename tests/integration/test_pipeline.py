@@ -1,5 +1,6 @@
 """The daemon's job pipeline (issue #4), black-box: a real redis-server on a free loopback port, the
 real databrain-mock and the real datamartd, driven only through Redis, HTTP, signals and files."""
+import calendar
 import json
 import re
 import signal
@@ -439,6 +440,65 @@ def test_sd_notify_ready_status_watchdog_reloading_stopping(stack):
         notify.close()
 
 
+# ==== log lines: journald priorities or a timestamped head ====
+
+PLAIN_HEAD_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3}Z datamartd\[(\d+)\] "
+                           r"(error|warn|info|debug): ")
+
+
+def log_a_failed_reload_and_one_job_then_stop(s):
+    """An error line (a broken reload), then one created job whose info line must reach stderr
+    while the daemon still runs, then SIGTERM; the daemon's stderr lines."""
+    stderr = s.daemon.program.stderr_text
+    s.config.update(api={"max_inflight": "lots"})
+    s.daemon.send_signal(signal.SIGHUP)
+    harness.wait_until(lambda: "max_inflight" in stderr(), timeout=5,
+                       message="the failed reload's error line")
+    dh.enqueue(s.raw, [{"job_id": "log-1", "payload": compact(body("log-1"))}])
+    assert without_time(only(s.results.wait(1, daemon=s.daemon))) == created("log-1", "log-1")
+    # info lines wait only for the end of their loop pass, not for the exit
+    harness.wait_until(lambda: "job_id=log-1" in stderr(), timeout=5,
+                       message="the job's info line while the daemon runs")
+    assert s.daemon.running()
+    s.daemon.send_signal(signal.SIGTERM)
+    assert s.daemon.wait(timeout=10) == 0
+    return stderr().splitlines()
+
+
+def test_journal_stream_lines_carry_syslog_priorities_and_no_timestamp(stack):
+    s = stack(daemon_kwargs={"journal": True})
+    lines = log_a_failed_reload_and_one_job_then_stop(s)
+    for line in lines:
+        assert re.match(r"<[3467]>\S", line), line
+        assert not PLAIN_HEAD_RE.search(line), line
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line), line
+    assert re.fullmatch(r"<6>datamartd \S+ starting: consumer .*", lines[0]), lines[0]
+    assert any(re.fullmatch(r"<3>reload: .*max_inflight.*", line) for line in lines), lines
+    assert any(re.fullmatch(r"<6>job_id=log-1 .*: created datamart log-1 .*", line)
+               for line in lines), lines
+    assert any(line.startswith("<6>SIGTERM: stopping") for line in lines), lines
+    assert lines[-1] == "<6>stopped"
+
+
+def test_plain_stderr_lines_carry_a_utc_timestamp_pid_and_level(stack):
+    s = stack()
+    lines = log_a_failed_reload_and_one_job_then_stop(s)
+    heads = [PLAIN_HEAD_RE.match(line) for line in lines]
+    assert all(heads), [line for line, head in zip(lines, heads) if not head]
+    now = time.time()
+    for head in heads:
+        when = calendar.timegm(time.strptime(head.group(1), "%Y-%m-%dT%H:%M:%S"))
+        assert now - 120 <= when <= now + 5, head.group(0)
+        assert int(head.group(2)) == s.daemon.program.pid
+    assert not any(line.startswith("<") for line in lines)
+    levels = [(head.group(3), line[head.end():]) for line, head in zip(lines, heads)]
+    assert levels[0][0] == "info" and levels[0][1].startswith("datamartd ")
+    assert any(lvl == "error" and msg.startswith("reload: ") for lvl, msg in levels), lines
+    assert any(lvl == "info" and re.fullmatch(r"job_id=log-1 .*: created datamart log-1 .*", msg)
+               for lvl, msg in levels), lines
+    assert levels[-1] == ("info", "stopped")
+
+
 # ==== signals ====
 
 def wait_in_flight(mock, count):
@@ -625,6 +685,7 @@ def test_readyz_waits_for_redis_and_metrics_count_what_happened(stack, tmp_path)
             {"job_id": "m-ds", "payload": compact(body("m-ds", datasource="none"))},
         ])
         s.results.wait(5, daemon=s.daemon)
+        sent_before = s.daemon.metrics()['datamartd_redis_commands_total{connection="writer"}']
         dh.enqueue(s.raw, [{"job_id": "m-ok-0", "payload": compact(body("m-ok-0"))}])
         s.results.wait(6, daemon=s.daemon)
 
@@ -647,6 +708,10 @@ def test_readyz_waits_for_redis_and_metrics_count_what_happened(stack, tmp_path)
         assert 0 < m["datamartd_request_duration_seconds_sum"] < 30
         assert m["datamartd_inflight_requests"] == 0
         assert m["datamartd_redis_connected"] == 1
+        # the reader: CLIENT SETNAME and reads; the writer: CLIENT SETNAME, four SCRIPT LOADs and
+        # a publish per outcome at least, so the duplicate's outcome counts too
+        assert m['datamartd_redis_commands_total{connection="reader"}'] >= 2
+        assert m['datamartd_redis_commands_total{connection="writer"}'] > sent_before >= 10
         project = (harness.SOURCE_DIR / "CMakeLists.txt").read_text()
         version = re.search(r"project\(datamartd VERSION (\S+)", project).group(1)
         assert m[f'datamartd_build_info{{version="{version}"}}'] == 1

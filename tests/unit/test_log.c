@@ -413,7 +413,7 @@ static void assert_numbered_lines(const char *out, size_t lines, size_t width)
     assert_int_equal(strlen(out), lines * width);
     for (size_t i = 0; i < lines; i++) {
         const char *line = out + i * width;
-        char num[16];
+        char num[32];
 
         snprintf(num, sizeof(num), "<6>%05zu ", i);
         assert_memory_equal(line, num, strlen(num));

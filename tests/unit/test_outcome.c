@@ -190,6 +190,7 @@ static void test_metrics_render(void **state)
     metrics_http_request(m, 0, 40.0);
     metrics_set_inflight(m, 3, 5);
     metrics_set_redis_connected(m, true);
+    metrics_set_redis_commands(m, 7, 12345678901ULL);
     metrics_set_queue_lag(m, 17);
     metrics_job_retried(m);
     metrics_set_submissions_paused(m, 2);
@@ -204,6 +205,9 @@ static void test_metrics_render(void **state)
     assert_non_null(strstr(sb.data, "datamartd_request_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
     assert_non_null(strstr(sb.data, "datamartd_inflight_requests 3\n"));
     assert_non_null(strstr(sb.data, "datamartd_redis_connected 1\n"));
+    assert_non_null(strstr(sb.data, "datamartd_redis_commands_total{connection=\"reader\"} 7\n"));
+    assert_non_null(
+        strstr(sb.data, "datamartd_redis_commands_total{connection=\"writer\"} 12345678901\n"));
     assert_non_null(strstr(sb.data, "datamartd_queue_lag 17\n"));
     assert_non_null(strstr(sb.data, "datamartd_retries_total 1\n"));
     assert_non_null(strstr(sb.data, "datamartd_submissions_paused 2\n"));
