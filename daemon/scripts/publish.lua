@@ -55,7 +55,7 @@ local function release(verdict)
     for i = 1, math.min(#entries, to_claim) do
         local e = entries[i]
         local id = entry_job_id(e[1], e[2])
-        local nonce = ARGV[19] .. string.format('%d', next_nonce + i - 1)
+        local nonce = ARGV[19] .. (next_nonce + i - 1) -- "%.14g": exact digits below 1e14
         e[3] = claim_job(ARGV[18] .. id, jobs, group, e[1], consumer, now, nonce)
         e[4] = id
         e[5] = nonce
@@ -69,15 +69,13 @@ if #pel == 0 or pel[1][2] ~= consumer then
     return release('stale')
 end
 
-local fields = {}
-for i = 21, #ARGV do
-    fields[#fields + 1] = ARGV[i]
-end
+-- the field/value pairs, passed on without copying them into a table of their own
+local FIELDS = 21
 
 if mode == 'retry' then
     -- the attempt is over: its request is no longer in flight; the job waits in P:retry
     redis.call('HDEL', job, 'inflight')
-    redis.call('HSET', job, 'state', 'retrying', 'next_attempt_ms', ARGV[13], unpack(fields))
+    redis.call('HSET', job, 'state', 'retrying', 'next_attempt_ms', ARGV[13], unpack(ARGV, FIELDS))
     redis.call('ZADD', retry, ARGV[13], job_id)
     redis.call('XACK', jobs, group, entry)
     redis.call('XDEL', jobs, entry)
@@ -93,13 +91,13 @@ if mode == 'final' then
                    'error_source', 'http_status', 'duplicate', 'payload', 'reply_to',
                    'last_error_code', 'last_error_message', 'last_http_status')
     end
-    redis.call('HSET', job, 'state', status, unpack(fields))
+    redis.call('HSET', job, 'state', status, unpack(ARGV, FIELDS))
     redis.call('EXPIRE', job, ttl)
     if not fresh then
         redis.call('ZREM', retry, job_id)
     end
     if status == 'dead' then
-        local letter = {unpack(fields)}
+        local letter = {unpack(ARGV, FIELDS)}
         letter[#letter + 1] = 'payload'
         letter[#letter + 1] = ARGV[13]
         if ARGV[14] ~= '' then
@@ -110,7 +108,7 @@ if mode == 'final' then
     end
 end
 
-redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, FIELDS))
 
 if mode == 'final' and batch_id ~= '' then
     redis.call('HINCRBY', batch, status, 1)
