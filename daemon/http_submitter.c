@@ -88,6 +88,7 @@ struct http_submitter {
     struct event_base *base;
     CURLM *multi;
     struct event timer;
+    struct event now; /* libcurl's zero timeouts: run at the end of this loop pass */
     struct http_profile *profile;
     unsigned long next_profile_id;
     size_t pool_limit;
@@ -706,6 +707,12 @@ static int submitter_on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
         evtimer_del(&s->timer);
         return 0;
     }
+    if (timeout_ms == 0) {
+        /* a new transfer starts in this pass, not after another epoll_wait through the timers */
+        evtimer_del(&s->timer);
+        event_active(&s->now, EV_TIMEOUT, 0);
+        return 0;
+    }
     tv.tv_sec = timeout_ms / 1000;
     tv.tv_usec = (timeout_ms % 1000) * 1000;
     if (evtimer_add(&s->timer, &tv) != 0) {
@@ -910,7 +917,8 @@ struct http_submitter *http_submitter_create(struct event_base *base,
         return NULL;
     }
     s->base = base;
-    if (evtimer_assign(&s->timer, base, submitter_on_timer, s) != 0)
+    if (evtimer_assign(&s->timer, base, submitter_on_timer, s) != 0 ||
+        event_assign(&s->now, base, -1, 0, submitter_on_timer, s) != 0)
         goto fail;
     s->profile = profile_create(s, opts);
     if (s->profile == NULL)
@@ -1032,6 +1040,8 @@ void http_submitter_free(struct http_submitter *s)
     free(s->fds);
     if (evtimer_initialized(&s->timer))
         evtimer_del(&s->timer);
+    if (event_initialized(&s->now))
+        event_del(&s->now);
     profile_unref(s->profile);
     free(s);
     curl_global_cleanup();
