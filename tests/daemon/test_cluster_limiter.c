@@ -472,8 +472,10 @@ static void test_configure(void **state)
     runners_run(f, &r, 1, 1000);
     fast = r->n;
     print_message("rate 5 then 50: %d then %d permits in 1 s\n", slow, fast);
-    assert_true(slow >= 5 && slow <= 7);
-    assert_true(fast >= 45 && fast <= 52);
+    /* never above the rate; below it by a few when a loaded machine delays a runner's next ask
+     * past a permit (burst 1 keeps none) */
+    assert_true(slow >= 4 && slow <= 7);
+    assert_true(fast >= 40 && fast <= 52);
     runner_free(r);
 
     /* a smaller burst caps what was saved up */

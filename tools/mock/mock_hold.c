@@ -23,12 +23,12 @@ static uint64_t grid_wait_us(struct event_base *base, unsigned delay_ms)
     struct timeval now;
     uint64_t now_us, due_us;
 
-    if (event_base_gettimeofday_cached(base, &now) != 0)
+    if (delay_ms == 0 || event_base_gettimeofday_cached(base, &now) != 0)
         return (uint64_t)delay_ms * 1000u;
     now_us = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_usec;
     due_us = now_us + (uint64_t)delay_ms * 1000u;
     due_us = (due_us + HOLD_GRID_US / 2) / HOLD_GRID_US * HOLD_GRID_US;
-    return due_us - now_us;
+    return due_us - now_us; /* delay_ms >= 1, so the nearest point is never before now */
 }
 
 struct mock_hold {
