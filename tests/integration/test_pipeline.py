@@ -799,3 +799,29 @@ def test_local_rate_limit_spaces_requests(stack):
     for window_start in arrivals:
         in_window = [a for a in arrivals if window_start <= a < window_start + 1000]
         assert len(in_window) <= 10 + 3, arrivals
+
+
+def test_a_permit_not_used_for_a_request_goes_to_the_next_job(stack):
+    """rate 5/s, burst 1: 12 repeats of finished job_ids mixed with 4 new jobs. A repeat takes a
+    permit to be claimed, learns its job is finished and gives the permit back, so the 4 requests
+    need 0.6 s; spending a permit on each repeat would stretch them over 3 s."""
+    s = stack(rate_limit={"rate": 5, "burst": 1})
+    finished = {"event": "job", "status": "created", "http_status": "200", "attempts": "1",
+                "finished_ms": "1700000000000"}
+    jobs = []
+    for i in range(16):
+        if i % 4 == 3:
+            jobs.append({"job_id": f"pr-new-{i}", "payload": compact(body(f"pr-new-{i}"))})
+        else:
+            job_id = f"pr-old-{i}"
+            s.redis.hset(f"{dh.PREFIX}:job:{job_id}",
+                         mapping={**finished, "state": "created", "job_id": job_id,
+                                  "datamart_id": job_id})
+            jobs.append({"job_id": job_id, "payload": compact(body(job_id))})
+    dh.enqueue(s.raw, jobs)
+    outcomes = s.results.wait(16, timeout=15, daemon=s.daemon)
+    assert sum(1 for o in outcomes if o.get("duplicate") == "1") == 12
+    arrivals = sorted(d["arrival_ms"] for d in s.mock.datamarts()["datamarts"])
+    assert len(arrivals) == 4
+    assert arrivals[-1] - arrivals[0] <= 1500, arrivals
+    assert_queue_empty(s)
