@@ -121,6 +121,7 @@ struct pipeline {
     char consumer[128];
     char jobs_key[KEY_MAX];
     char results_key[KEY_MAX];
+    char job_prefix[KEY_MAX]; /* "P:job:", for the publish script's claims */
     char retry_key[KEY_MAX];
     char dead_key[KEY_MAX];
     char paused_key[KEY_MAX];
@@ -1160,7 +1161,6 @@ static void task_publish(struct task *t)
     char job_key[KEY_MAX], batch_key[KEY_MAX], reply_key[KEY_MAX];
     char now[DECIMAL_MAX], due[DECIMAL_MAX], attempts[DECIMAL_MAX], http_status[DECIMAL_MAX];
     char take_buf[DECIMAL_MAX], claims_buf[DECIMAL_MAX], nonce_buf[DECIMAL_MAX];
-    char job_prefix[KEY_MAX];
     const char *take_args[5];
     size_t take, claims;
     static const char *const modes[] = {"final", "duplicate", "retry"};
@@ -1180,8 +1180,7 @@ static void task_publish(struct task *t)
     }
     if (!build_key(job_key, p, "job:", t->job->job_id) ||
         (t->job->batch[0] != '\0' && !build_key(batch_key, p, "batch:", t->job->batch)) ||
-        (t->job->reply_to[0] != '\0' && !build_key(reply_key, p, "reply:", t->job->reply_to)) ||
-        !build_key(job_prefix, p, "job:", "")) {
+        (t->job->reply_to[0] != '\0' && !build_key(reply_key, p, "reply:", t->job->reply_to))) {
         strbuf_release(&reply);
         return;
     }
@@ -1189,7 +1188,7 @@ static void task_publish(struct task *t)
     claims = publish_permits(p, take);
     take_args[0] = decimal_format(take_buf, (long long)take);
     take_args[1] = decimal_format(claims_buf, (long long)claims);
-    take_args[2] = job_prefix;
+    take_args[2] = p->job_prefix;
     take_args[3] = p->nonce_prefix;
     take_args[4] = decimal_format(nonce_buf, (long long)p->nonce_counter + 1);
 
@@ -1677,7 +1676,7 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
     render_settings(p, cfg);
     if (!build_key(p->jobs_key, p, "jobs", "") || !build_key(p->results_key, p, "results", "") ||
         !build_key(p->retry_key, p, "retry", "") || !build_key(p->dead_key, p, "dead", "") ||
-        !build_key(p->paused_key, p, "paused", ""))
+        !build_key(p->paused_key, p, "paused", "") || !build_key(p->job_prefix, p, "job:", ""))
         goto fail;
     snprintf(p->autoclaim_cursor, sizeof(p->autoclaim_cursor), "0-0");
 
