@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -23,23 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import harness  # noqa: E402  (the integration tests' process helpers)
+from measure import cpu_seconds, machine, status_kib  # noqa: E402  (bench/)
 
 TOKEN = "bench-token"
 WRK_RE = re.compile(r"WRK_RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) non2xx=(\d+) "
                     r"p50_us=(\d+) p99_us=(\d+)")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_kib(pid, field):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
 def open_fds(pid):
@@ -73,7 +60,7 @@ def throughput(args, log_dir, label, unique):
             raise RuntimeError(f"wrk failed: {run.stdout}{run.stderr}")
         requests, duration_us, errors, non2xx, p50, p99 = map(int, match.groups())
         after = stats(port)
-        rss_kib = proc_kib(program.pid, "VmHWM")
+        rss_kib = status_kib(program.pid, "VmHWM")
     finally:
         code = program.stop()
     if code != 0:
@@ -125,8 +112,8 @@ async def hold(port, count, pid, connect_parallelism=500):
         "concurrent_requests": during["concurrent_requests"],
         "connect_and_send_s": round(sent - started, 2),
         "all_held_s": round(held - started, 2),
-        "mock_rss_mib": round(proc_kib(pid, "VmRSS") / 1024, 1),
-        "mock_peak_rss_mib": round(proc_kib(pid, "VmHWM") / 1024, 1),
+        "mock_rss_mib": round(status_kib(pid, "VmRSS") / 1024, 1),
+        "mock_peak_rss_mib": round(status_kib(pid, "VmHWM") / 1024, 1),
         "mock_open_fds": open_fds(pid),
     }
     for writer in writers:
@@ -148,7 +135,7 @@ def hanging(args, log_dir):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     program, _, port = start_mock(args, log_dir, "--hang", "1")
     try:
-        idle_rss = proc_kib(program.pid, "VmRSS")
+        idle_rss = status_kib(program.pid, "VmRSS")
         result = asyncio.run(hold(port, args.hang, program.pid))
         result["mock_idle_rss_mib"] = round(idle_rss / 1024, 1)
         result["mock_kib_per_held_request"] = round(
@@ -158,14 +145,6 @@ def hanging(args, log_dir):
     if code != 0:
         raise RuntimeError(f"databrain-mock exited {code} after the hang test")
     return result
-
-
-def machine():
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown")
-    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main():

@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -29,11 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import harness  # noqa: E402  (the integration tests' process helpers)
 import daemon_harness  # noqa: E402
+from measure import cpu_seconds, machine, rss_kib, status_kib  # noqa: E402  (bench/)
 
 TOKEN = "bench-token-0c7d9e"
 PREFIX = "bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 ENQUEUE_CHUNK = 5000
 # INFO commandstats cannot tell what datamartd sent from what its scripts ran (XREADGROUP and XACK
 # can be either), so the commands it sent come from its own counter in /metrics
@@ -44,23 +42,6 @@ OWN = {"info", "xlen", "multi", "exec", "config|resetstat"}
 
 # ==== processes and /proc ====
 
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def status_kib(pid, field):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def rss_kib(pid):
-    """Resident set size from statm (cheaper than status, for the 1-s sampling)."""
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
-
-
 def fresh_dir(path):
     """An empty directory for one run's logs and data (a failed run's is kept until then)."""
     shutil.rmtree(path, ignore_errors=True)
@@ -70,14 +51,6 @@ def fresh_dir(path):
 
 def pinned(cpu, argv):
     return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
-
-
-def machine():
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown")
-    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def percentile(values, q):
