@@ -19,6 +19,7 @@
 #include "log.h"
 #include "redis_client.h"
 #include "redis_server.h"
+#include "test_loop.h"
 
 #define PREFIX "dmtest"
 #define BUCKET_KEY PREFIX ":ratelimit:bucket"
@@ -62,31 +63,7 @@ struct raw {
     char str[128];
 };
 
-/* ---- event loop helpers ---- */
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-static bool wait_flag(struct fixture *f, const int *counter, int target, long ms)
-{
-    uint64_t deadline = clock_monotonic_us() + (uint64_t)ms * 1000;
-
-    while (*counter < target && clock_monotonic_us() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return *counter >= target;
-}
-
-static void run_for(struct fixture *f, long ms)
-{
-    uint64_t deadline = clock_monotonic_us() + (uint64_t)ms * 1000;
-
-    while (clock_monotonic_us() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-}
+/* ---- helpers ---- */
 
 static void connect_clients(struct fixture *f)
 {
@@ -141,7 +118,7 @@ static struct got acquire_sync(struct fixture *f, struct cluster_limiter *cl, in
 
     assert_true(cluster_limiter_acquire(cl, want, on_got, &got));
     assert_int_equal(got.calls, 0); /* never from inside acquire */
-    assert_true(wait_flag(f, &got.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &got.calls, 1, 5000));
     assert_int_equal(got.nulls, 0);
     return got;
 }
@@ -164,7 +141,7 @@ static struct raw command_sync(struct fixture *f, int argc, const char **argv)
     struct raw raw = {0};
 
     assert_true(redis_client_command(f->c[0], on_raw, &raw, 0, argc, argv, NULL));
-    assert_true(wait_flag(f, &raw.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &raw.calls, 1, 5000));
     return raw;
 }
 
@@ -280,15 +257,8 @@ static int busiest_second(struct runner **rs, int n, int *total)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    struct timeval tv = {0, 5000};
-
     assert_non_null(f);
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    /* keeps EVLOOP_ONCE returning so the wait helpers see their deadlines */
-    f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-    assert_non_null(f->tick);
-    assert_int_equal(event_add(f->tick, &tv), 0);
+    test_loop_start(&f->base, &f->tick, 5);
     *state = f;
     return 0;
 }
@@ -302,8 +272,7 @@ static int teardown(void **state)
         redis_client_free(f->c[i]);
     }
     redis_server_cleanup(&f->srv);
-    event_free(f->tick);
-    event_base_free(f->base);
+    test_loop_stop(f->base, f->tick);
     free(f);
     return 0;
 }
@@ -340,7 +309,7 @@ static void test_burst_then_rate(void **state)
     assert_true(got.g.wait_us > 50000 && got.g.wait_us <= 100000);
 
     /* 0.35 s refill 3.5 permits: 3 whole ones */
-    run_for(f, 350);
+    test_loop_run_for(f->base, 350);
     got = acquire_sync(f, f->cl[0], 8);
     assert_true(got.g.granted == 3 || got.g.granted == 4);
 
@@ -442,7 +411,7 @@ static void test_pause_holds_everyone_longest_wins(void **state)
     assert_true(raw.integer > 500 && raw.integer <= 700);
 
     /* it expires by itself; the bucket filled meanwhile */
-    run_for(f, 720);
+    test_loop_run_for(f->base, 720);
     got = acquire_sync(f, f->cl[1], 20);
     assert_int_equal(got.g.granted, 10);
     assert_int_equal(got.g.paused_us, 0);
@@ -480,7 +449,7 @@ static void test_configure(void **state)
 
     /* a smaller burst caps what was saved up */
     assert_true(cluster_limiter_configure(f->cl[0], 50, 10));
-    run_for(f, 300);
+    test_loop_run_for(f->base, 300);
     got = acquire_sync(f, f->cl[0], 1);
     assert_int_equal(got.g.granted, 1); /* leaves 9 in Redis */
     assert_true(cluster_limiter_configure(f->cl[0], 50, 3));
@@ -511,7 +480,7 @@ static void test_bad_state_and_arguments(void **state)
     raw = command_sync(f, 3, (const char *[]){"SET", BUCKET_KEY, "junk"});
     assert_string_equal(raw.str, "OK");
     assert_true(cluster_limiter_acquire(f->cl[0], 1, on_got, &got));
-    assert_true(wait_flag(f, &got.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &got.calls, 1, 5000));
     assert_int_equal(got.nulls, 1);
 }
 
@@ -526,10 +495,10 @@ static void test_redis_down(void **state)
     /* the server is busy, so the acquire is still pending when it dies */
     assert_true(redis_client_command(f->c[1], NULL, &busy, 10000, 3,
                                      (const char *[]){"DEBUG", "SLEEP", "1"}, NULL));
-    run_for(f, 50);
+    test_loop_run_for(f->base, 50);
     assert_true(cluster_limiter_acquire(f->cl[0], 1, on_got, &got));
     redis_server_kill(&f->srv);
-    assert_true(wait_flag(f, &got.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &got.calls, 1, 5000));
     assert_int_equal(got.nulls, 1);
 
     deadline = clock_monotonic_us() + 2000000;
@@ -538,7 +507,7 @@ static void test_redis_down(void **state)
     memset(&got, 0, sizeof(got));
     assert_false(cluster_limiter_acquire(f->cl[0], 1, on_got, &got));
     assert_false(cluster_limiter_pause(f->cl[0], 1000, "429"));
-    run_for(f, 100);
+    test_loop_run_for(f->base, 100);
     assert_int_equal(got.calls, 0);
 }
 
@@ -572,16 +541,16 @@ static void test_free_with_pending(void **state)
     assert_true(cluster_limiter_acquire(f->cl[0], 2, on_got, &got[1]));
     cluster_limiter_free(f->cl[0]);
     f->cl[0] = NULL;
-    assert_true(wait_flag(f, &busy.calls, 1, 5000));
-    run_for(f, 100);
+    assert_true(test_loop_wait(f->base, &busy.calls, 1, 5000));
+    test_loop_run_for(f->base, 100);
     assert_int_equal(redis_client_pending(f->c[0]), 0);
     assert_int_equal(got[0].calls + got[1].calls, 0);
 
     /* freed from its own callback, with a second call behind it */
     assert_true(cluster_limiter_acquire(f->cl[1], 1, on_free_limiter, &s));
     assert_true(cluster_limiter_acquire(f->cl[1], 1, on_got, &got[2]));
-    assert_true(wait_flag(f, &s.calls, 1, 5000));
-    run_for(f, 100);
+    assert_true(test_loop_wait(f->base, &s.calls, 1, 5000));
+    test_loop_run_for(f->base, 100);
     assert_int_equal(s.calls, 1);
     assert_int_equal(got[2].calls, 0);
     assert_null(f->cl[1]);

@@ -24,6 +24,7 @@
 #include <event2/listener.h>
 
 #include "http_submitter.h"
+#include "test_loop.h"
 #include "log.h"
 #include "version.h"
 
@@ -69,7 +70,7 @@ struct fixture {
     struct evhttp *http;
     unsigned short port;
     struct served served[MAX_SERVED];
-    size_t nserved;
+    int nserved;
     struct evhttp_request *held[MAX_HELD];
     size_t nheld;
     uint16_t peers[MAX_SERVED];
@@ -80,7 +81,7 @@ struct fixture {
     size_t nraw;
     struct http_submitter *sub;
     struct slot slots[MAX_SLOTS];
-    size_t ndone;
+    int ndone;
     char bodies[MAX_SLOTS][32];
 };
 
@@ -230,7 +231,7 @@ static void server_release_held(struct fixture *f)
 
 static const struct served *server_find(const struct fixture *f, const char *body)
 {
-    for (size_t i = 0; i < f->nserved; i++) {
+    for (int i = 0; i < f->nserved; i++) {
         if (strcmp(f->served[i].body, body) == 0)
             return &f->served[i];
     }
@@ -290,13 +291,6 @@ static unsigned short closed_port(void)
 
 /* ---- fixture ---- */
 
-static void on_tick(evutil_socket_t fd, short kind, void *arg)
-{
-    (void)fd;
-    (void)kind;
-    (void)arg;
-}
-
 static struct http_submitter_options default_options(const struct fixture *f, char *url,
                                                      size_t url_len)
 {
@@ -317,7 +311,6 @@ static struct http_submitter_options default_options(const struct fixture *f, ch
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    struct timeval tv = {0, 10000};
     struct evhttp_bound_socket *bound;
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     char url[128];
@@ -326,12 +319,7 @@ static int setup(void **state)
     assert_non_null(f);
     for (size_t i = 0; i < MAX_SLOTS; i++)
         f->slots[i].f = f;
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    /* a heartbeat so run_until() never sleeps past its deadline */
-    f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-    assert_non_null(f->tick);
-    assert_int_equal(event_add(f->tick, &tv), 0);
+    test_loop_start(&f->base, &f->tick, 10);
 
     f->http = evhttp_new(f->base);
     assert_non_null(f->http);
@@ -353,28 +341,19 @@ static int setup(void **state)
     return 0;
 }
 
-static void drain(struct fixture *f, double seconds)
-{
-    double end = now_s() + seconds;
-
-    while (now_s() < end)
-        event_base_loop(f->base, EVLOOP_ONCE);
-}
-
 static int teardown(void **state)
 {
     struct fixture *f = *state;
 
     http_submitter_free(f->sub);
     server_release_held(f);
-    drain(f, 0.05);
+    test_loop_run_for(f->base, 50);
     for (size_t i = 0; i < f->nraw; i++)
         event_free(f->raw_events[i]);
     evconnlistener_free(f->raw);
     evhttp_free(f->http);
-    event_free(f->tick);
-    event_base_free(f->base);
-    for (size_t i = 0; i < f->nserved; i++) {
+    test_loop_stop(f->base, f->tick);
+    for (int i = 0; i < f->nserved; i++) {
         struct served *s = &f->served[i];
 
         free(s->body);
@@ -425,15 +404,6 @@ static void on_done(void *arg, const struct http_result *res)
         http_submitter_abort_all(f->sub);
 }
 
-static bool run_until(struct fixture *f, const size_t *counter, size_t target, double seconds)
-{
-    double end = now_s() + seconds;
-
-    while (*counter < target && now_s() < end)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return *counter >= target;
-}
-
 static void post(struct fixture *f, const char *body, size_t len, size_t slot)
 {
     assert_true(http_submitter_post(f->sub, body, len, on_done, &f->slots[slot]));
@@ -447,10 +417,10 @@ static void post_str(struct fixture *f, const char *body, size_t slot)
 /* Post one body and wait for its callback. */
 static struct slot *round_trip(struct fixture *f, const char *body)
 {
-    size_t target = f->ndone + 1;
+    int target = f->ndone + 1;
 
     post_str(f, body, 0);
-    assert_true(run_until(f, &f->ndone, target, 10));
+    assert_true(test_loop_wait(f->base, &f->ndone, target, 10000));
     assert_int_equal(http_submitter_inflight(f->sub), 0);
     return &f->slots[0];
 }
@@ -528,7 +498,7 @@ static void test_large_body(void **state)
     assert_true(r->request_sent);
     assert_int_equal(f->served[0].body_len, 0);
     assert_true(http_submitter_post(f->sub, big, n, on_done, &f->slots[1]));
-    assert_true(run_until(f, &f->ndone, 2, 10));
+    assert_true(test_loop_wait(f->base, &f->ndone, 2, 10000));
     assert_int_equal(f->slots[1].outcome, HTTP_OUTCOME_RESPONSE);
     assert_int_equal(f->slots[1].status, 200);
     assert_int_equal(f->nserved, 2);
@@ -541,7 +511,7 @@ static void test_large_body(void **state)
     n = 1536 * 1024;
     big = json_of_size(n);
     assert_true(http_submitter_post(f->sub, big, n, on_done, &f->slots[2]));
-    assert_true(run_until(f, &f->ndone, 3, 10));
+    assert_true(test_loop_wait(f->base, &f->ndone, 3, 10000));
     assert_int_equal(f->slots[2].status, 200);
     assert_int_equal(f->served[2].body_len, n);
     assert_memory_equal(f->served[2].body, big, n);
@@ -734,7 +704,7 @@ static void test_keepalive_sequential(void **state)
     snprintf(f->bodies[0], sizeof(f->bodies[0]), "seq");
     f->slots[0].chain_left = 99;
     post_str(f, f->bodies[0], 0);
-    assert_true(run_until(f, &f->ndone, 100, 20));
+    assert_true(test_loop_wait(f->base, &f->ndone, 100, 20000));
     assert_int_equal(f->slots[0].calls, 100);
     assert_int_equal(f->slots[0].status, 200);
     assert_int_equal(f->nserved, 100);
@@ -787,7 +757,7 @@ static void test_connection_closed_between_requests(void **state)
     }
     evhttp_set_timeout(f->http, 1);
     for (int round = 0; round < 2; round++) {
-        drain(f, 1.5); /* the server drops the idle connection */
+        test_loop_run_for(f->base, 1500); /* the server drops the idle connection */
         r = round_trip(f, "idle");
         assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
         assert_int_equal(r->status, 200);
@@ -805,7 +775,7 @@ static void test_concurrent(void **state)
         post_str(f, f->bodies[i], i);
     }
     assert_int_equal(http_submitter_inflight(f->sub), 200);
-    assert_true(run_until(f, &f->ndone, 200, 30));
+    assert_true(test_loop_wait(f->base, &f->ndone, 200, 30000));
     for (size_t i = 0; i < 200; i++) {
         assert_int_equal(f->slots[i].calls, 1);
         assert_int_equal(f->slots[i].outcome, HTTP_OUTCOME_RESPONSE);
@@ -833,7 +803,7 @@ static void test_reconfigure_midflight(void **state)
         post_str(f, f->bodies[i], i);
     }
     reconfigure(f, NULL, "tok-3", 5000, 1024 * 1024);
-    assert_true(run_until(f, &f->ndone, 6, 10));
+    assert_true(test_loop_wait(f->base, &f->ndone, 6, 10000));
     for (size_t i = 0; i < 6; i++) {
         const struct served *s = server_find(f, f->bodies[i]);
 
@@ -842,7 +812,7 @@ static void test_reconfigure_midflight(void **state)
         assert_int_equal(f->slots[i].status, 200);
     }
     post_str(f, "last", 6);
-    assert_true(run_until(f, &f->ndone, 7, 10));
+    assert_true(test_loop_wait(f->base, &f->ndone, 7, 10000));
     assert_string_equal(server_find(f, "last")->auth, "Bearer tok-3");
 }
 
@@ -852,7 +822,7 @@ static void test_abort_all(void **state)
 
     /* not started yet, on a pooled handle that did send before: no byte left this time */
     post_str(f, "ok", 11);
-    assert_true(run_until(f, &f->ndone, 1, 10));
+    assert_true(test_loop_wait(f->base, &f->ndone, 1, 10000));
     assert_true(f->slots[11].request_sent);
     post_str(f, "hold-early", 10);
     http_submitter_abort_all(f->sub);
@@ -862,7 +832,7 @@ static void test_abort_all(void **state)
 
     for (size_t i = 0; i < 5; i++)
         post_str(f, "hold", i);
-    assert_true(run_until(f, &f->nserved, 6, 10));
+    assert_true(test_loop_wait(f->base, &f->nserved, 6, 10000));
     assert_int_equal(http_submitter_inflight(f->sub), 5);
     http_submitter_abort_all(f->sub);
     assert_int_equal(http_submitter_inflight(f->sub), 0);
@@ -874,9 +844,9 @@ static void test_abort_all(void **state)
     }
     /* still usable, and nothing fires twice */
     post_str(f, "ok", 20);
-    assert_true(run_until(f, &f->ndone, 8, 10));
+    assert_true(test_loop_wait(f->base, &f->ndone, 8, 10000));
     assert_int_equal(f->slots[20].status, 200);
-    drain(f, 0.1);
+    test_loop_run_for(f->base, 100);
     assert_int_equal(f->ndone, 8);
     for (size_t i = 0; i < 5; i++)
         assert_int_equal(f->slots[i].calls, 1);
@@ -888,10 +858,10 @@ static void test_abort_from_callback(void **state)
 
     for (size_t i = 0; i < 3; i++)
         post_str(f, "hold", i);
-    assert_true(run_until(f, &f->nserved, 3, 10));
+    assert_true(test_loop_wait(f->base, &f->nserved, 3, 10000));
     f->slots[3].abort_from_callback = true;
     post_str(f, "ok", 3);
-    assert_true(run_until(f, &f->ndone, 4, 10));
+    assert_true(test_loop_wait(f->base, &f->ndone, 4, 10000));
     assert_int_equal(f->slots[3].status, 200);
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(f->slots[i].calls, 1);
@@ -906,7 +876,7 @@ static void test_free_inflight(void **state)
 
     for (size_t i = 0; i < 5; i++)
         post_str(f, "hold", i);
-    assert_true(run_until(f, &f->nserved, 5, 10));
+    assert_true(test_loop_wait(f->base, &f->nserved, 5, 10000));
     post_str(f, "hold-late", 5);
     http_submitter_free(f->sub);
     f->sub = NULL;

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "redis_client.h"
 #include "redis_server.h"
+#include "test_loop.h"
 
 #define MAX_STATES 512
 #define PIPELINE_COUNT 10000
@@ -69,14 +70,7 @@ static int64_t now_ms(void)
     return (int64_t)(clock_monotonic_us() / 1000);
 }
 
-/* ---- event loop helpers ---- */
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
+/* ---- helpers ---- */
 
 static void on_state(struct redis_client *c, enum redis_client_state state, void *arg)
 {
@@ -90,16 +84,6 @@ static void on_state(struct redis_client *c, enum redis_client_state state, void
     }
 }
 
-/* Run the loop until *counter >= target or ms pass; true when reached. */
-static bool wait_count(struct fixture *f, const int *counter, int target, long ms)
-{
-    int64_t deadline = now_ms() + ms;
-
-    while (*counter < target && now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    return *counter >= target;
-}
-
 static bool wait_state(struct fixture *f, struct redis_client *c, enum redis_client_state state,
                        long ms)
 {
@@ -108,14 +92,6 @@ static bool wait_state(struct fixture *f, struct redis_client *c, enum redis_cli
     while (redis_client_state(c) != state && now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE);
     return redis_client_state(c) == state;
-}
-
-static void run_for(struct fixture *f, long ms)
-{
-    int64_t deadline = now_ms() + ms;
-
-    while (now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
 }
 
 static int count_states(const struct fixture *f, enum redis_client_state state, int from)
@@ -187,7 +163,7 @@ static void command_sync(struct fixture *f, struct redis_client *c, struct captu
     memset(cap, 0, sizeof(*cap));
     cap->f = f;
     assert_true(redis_client_command(c, on_capture, cap, 0, argc, argv, NULL));
-    assert_true(wait_count(f, &cap->calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &cap->calls, 1, 5000));
 }
 
 static void expect_pong(struct fixture *f, struct redis_client *c)
@@ -238,16 +214,9 @@ static char *stderr_release(struct fixture *f)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    struct timeval tv = {0, 5000};
-
     assert_non_null(f);
     f->stderr_saved = -1;
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    /* keeps EVLOOP_ONCE returning so the wait helpers see their deadlines */
-    f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-    assert_non_null(f->tick);
-    assert_int_equal(event_add(f->tick, &tv), 0);
+    test_loop_start(&f->base, &f->tick, 5);
     *state = f;
     return 0;
 }
@@ -262,8 +231,7 @@ static int teardown(void **state)
     redis_client_free(f->c2);
     redis_server_cleanup(&f->srv);
     redis_server_cleanup(&f->srv2);
-    event_free(f->tick);
-    event_base_free(f->base);
+    test_loop_stop(f->base, f->tick);
     free(f);
     return 0;
 }
@@ -291,13 +259,13 @@ static void test_connect_and_binary_args(void **state)
 
     assert_true(redis_client_command(f->c, on_capture, &cap, 0, 3, set, set_len));
     assert_int_equal(redis_client_pending(f->c), 1);
-    assert_true(wait_count(f, &cap.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &cap.calls, 1, 5000));
     assert_int_equal(cap.type, REDIS_REPLY_STATUS);
     assert_string_equal(cap.str, "OK");
 
     memset(&cap, 0, sizeof(cap));
     assert_true(redis_client_command(f->c, on_capture, &cap, 0, 2, get, get_len));
-    assert_true(wait_count(f, &cap.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &cap.calls, 1, 5000));
     assert_int_equal(cap.type, REDIS_REPLY_STRING);
     assert_int_equal(cap.len, 7);
     assert_memory_equal(cap.str, "v\0al\0ue", 7);
@@ -345,10 +313,10 @@ static void test_pipeline_10000(void **state)
         assert_true(redis_client_command(f->c, on_incr, &p, 0, 2,
                                          (const char *[]){"INCR", "counter"}, NULL));
     assert_int_equal(redis_client_pending(f->c), PIPELINE_COUNT);
-    assert_true(wait_count(f, &p.replies, PIPELINE_COUNT, 20000));
+    assert_true(test_loop_wait(f->base, &p.replies, PIPELINE_COUNT, 20000));
     print_message("pipelined %d INCRs in %lld ms\n", PIPELINE_COUNT, (long long)(now_ms() - start));
     assert_int_equal(p.out_of_order, 0);
-    assert_true(wait_count(f, &p.chained.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &p.chained.calls, 1, 5000));
     assert_int_equal(p.chained.type, REDIS_REPLY_STRING);
     assert_string_equal(p.chained.str, "10000");
     assert_int_equal(redis_client_pending(f->c), 0);
@@ -392,7 +360,7 @@ static void test_auth_failure_then_configure(void **state)
     o = options_for(&f->srv);
     o.password = "wrong-pw";
     f->c = start_client(f, &o);
-    run_for(f, 600);
+    test_loop_run_for(f->base, 600);
     /* rejected, and retried with backoff rather than given up or spun */
     assert_int_equal(count_states(f, REDIS_CLIENT_CONNECTED, 0), 0);
     assert_true(count_states(f, REDIS_CLIENT_CONNECTING, 0) >= 2);
@@ -469,7 +437,7 @@ static void eval_sync(struct fixture *f, struct capture *cap, int script)
 
     memset(cap, 0, sizeof(*cap));
     assert_true(redis_client_eval(f->c, on_capture, cap, 0, script, 1, 2, args, lens));
-    assert_true(wait_count(f, &cap->calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &cap->calls, 1, 5000));
     assert_int_equal(cap->nulls, 0);
     assert_int_equal(cap->type, REDIS_REPLY_ARRAY);
     assert_int_equal(cap->elements, 2);
@@ -539,7 +507,7 @@ static void test_script_eval_argument_shapes(void **state)
     assert_true(redis_client_start(f->c));
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
     assert_true(redis_client_eval(f->c, on_capture, &cap, 0, lengths, 1, 12, args, lens));
-    assert_true(wait_count(f, &cap.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &cap.calls, 1, 5000));
     free(big);
     assert_int_equal(cap.type, REDIS_REPLY_ARRAY);
     assert_int_equal(cap.elements, 4);
@@ -593,7 +561,7 @@ static void test_command_deadline(void **state)
                                      (const char *[]){"DEBUG", "SLEEP", "1"}, NULL));
     assert_true(
         redis_client_command(f->c, on_capture, &behind, 0, 1, (const char *[]){"PING"}, NULL));
-    assert_true(wait_count(f, &behind.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &behind.calls, 1, 5000));
     assert_int_equal(slow.calls, 1);
     assert_int_equal(slow.nulls, 1);
     assert_int_equal(behind.nulls, 1);
@@ -622,11 +590,11 @@ static void test_server_killed_then_restarted(void **state)
     assert_true(wait_state(f, f->c, REDIS_CLIENT_CONNECTED, 5000));
     assert_true(redis_client_command(f->c, on_capture, &blocked, 30000, 3,
                                      (const char *[]){"BLPOP", "nothing", "0"}, NULL));
-    run_for(f, 100);
+    test_loop_run_for(f->base, 100);
     assert_int_equal(redis_client_pending(f->c), 1);
 
     redis_server_kill(&f->srv);
-    assert_true(wait_count(f, &blocked.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &blocked.calls, 1, 5000));
     assert_int_equal(blocked.nulls, 1);
     /* CLOSED is reported before the pending callbacks get NULL */
     assert_int_equal(blocked.state_at_call, REDIS_CLIENT_CLOSED);
@@ -635,7 +603,7 @@ static void test_server_killed_then_restarted(void **state)
         redis_client_command(f->c, on_capture, &blocked, 0, 1, (const char *[]){"PING"}, NULL));
 
     mark = f->nstates;
-    run_for(f, 400);
+    test_loop_run_for(f->base, 400);
     assert_true(count_states(f, REDIS_CLIENT_CONNECTING, mark) >= 2);
     assert_true(count_states(f, REDIS_CLIENT_CONNECTING, mark) <= 25);
     assert_int_not_equal(redis_client_state(f->c), REDIS_CLIENT_CONNECTED);
@@ -660,7 +628,7 @@ static void test_unreachable_port_backs_off(void **state)
     bool long_gap = false;
 
     f->c = start_client(f, &o);
-    run_for(f, 2500);
+    test_loop_run_for(f->base, 2500);
     for (int i = 0; i < f->nstates; i++) {
         if (f->states[i] == REDIS_CLIENT_CONNECTING)
             starts[n++] = i;
@@ -704,7 +672,7 @@ static void test_connect_timeout(void **state)
 
     start = now_ms();
     f->c = start_client(f, &o);
-    assert_true(wait_count(f, &f->nstates, 2, 3000));
+    assert_true(test_loop_wait(f->base, &f->nstates, 2, 3000));
     assert_int_equal(f->states[1], REDIS_CLIENT_CLOSED);
     assert_true(f->state_ms[1] - start >= 290);
     assert_true(f->state_ms[1] - start < 1500);
@@ -754,7 +722,7 @@ static void test_free_with_pending(void **state)
                                         NULL);
         assert_true(sent);
     }
-    run_for(f, 100);
+    test_loop_run_for(f->base, 100);
     assert_int_equal(calls, 0);
     assert_int_equal(redis_client_pending(f->c), 6);
 
@@ -807,7 +775,7 @@ static void test_refusals(void **state)
         redis_client_command(f->c, on_capture, &cap, -1, 1, (const char *[]){"PING"}, NULL));
     assert_false(
         redis_client_configure(f->c, &(struct redis_client_options){.host = "::1", .port = 0}));
-    run_for(f, 50);
+    test_loop_run_for(f->base, 50);
     assert_int_equal(cap.calls, 0);
     /* a rejected configure changed nothing */
     assert_int_equal(redis_client_state(f->c), REDIS_CLIENT_CONNECTED);
@@ -879,7 +847,7 @@ static void test_configure_inside_callback(void **state)
     for (int i = 0; i < 2; i++)
         assert_true(redis_client_command(f->c, on_capture, &later[i], 0, 1,
                                          (const char *[]){"PING"}, NULL));
-    assert_true(wait_count(f, &later[1].calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &later[1].calls, 1, 5000));
     assert_int_equal(r.cap.nulls, 0);
     /* replies that arrive after the drop still count as lost, in order */
     assert_int_equal(later[0].nulls, 1);
@@ -922,7 +890,7 @@ static void test_commands_sent(void **state)
     memset(&cap, 0, sizeof(cap));
     assert_true(redis_client_eval(f->c, on_capture, &cap, 0, incr3, 1, 1,
                                   (const char *[]){"counted"}, NULL));
-    assert_true(wait_count(f, &cap.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &cap.calls, 1, 5000));
     assert_int_equal(cap.integer, 3);
     assert_int_equal(redis_client_commands_sent(f->c), 6);
 
@@ -937,7 +905,7 @@ static void test_commands_sent(void **state)
     memset(&cap, 0, sizeof(cap));
     assert_true(redis_client_eval(f->c, on_capture, &cap, 0, incr3, 1, 1,
                                   (const char *[]){"counted"}, NULL));
-    assert_true(wait_count(f, &cap.calls, 1, 5000));
+    assert_true(test_loop_wait(f->base, &cap.calls, 1, 5000));
     assert_int_equal(cap.integer, 6);
     assert_int_equal(redis_client_commands_sent(f->c), before + 2);
 
