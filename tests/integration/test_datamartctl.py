@@ -424,6 +424,30 @@ def test_watch_from_the_start_and_from_now(ctl, r):
     assert ctl("watch", "--from", "bogus").returncode == 2
 
 
+def test_a_reader_that_goes_away_ends_watch_and_stats_watch_cleanly(ctl, r):
+    """`datamartctl watch | head -1`: the closed pipe (EPIPE) is a normal end, exit 0."""
+    publish(r, job_id="gone-1", status="created", datamart_id="dm-gone")
+
+    def another_result():
+        publish(r, job_id="gone-2", status="created", datamart_id="dm-gone-2")
+
+    # watch writes again when a result comes; stats --watch every second
+    for args, next_write in ((("watch", "--from", "0"), another_result),
+                             (("stats", "--watch"), lambda: None)):
+        proc = ctl.popen(*args)
+        try:
+            first = proc.stdout.readline()
+            proc.stdout.close()
+            next_write()
+            code = proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert first, args
+        assert code == 0, (args, proc.stderr.read())
+
+
 # ==== stats ====
 
 def test_stats_reports_queue_consumers_retry_dead_results_pause_breaker(ctl, r):

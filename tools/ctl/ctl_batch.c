@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "ctl.h"
+#include "ctl_output.h"
 #include "ctl_commands.h"
 #include "ctl_fields.h"
 #include "ctl_progress.h"
@@ -98,12 +99,7 @@ static int batch_status(struct ctl_redis *r, const char *id, bool json)
         render_json(&sb, id, &c);
     else
         render_human(&sb, id, &c);
-    if (sb.failed) {
-        fputs("datamartctl: out of memory\n", stderr);
-        status = CTL_EXIT_USAGE;
-    } else {
-        fwrite(sb.data, 1, sb.len, stdout);
-    }
+    ctl_output_write(&sb, &status);
     strbuf_release(&sb);
     return status;
 }

@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ctl.h"
+#include "ctl_output.h"
 #include "ctl_commands.h"
 #include "ctl_fields.h"
 #include "ctl_outcome.h"
@@ -133,15 +134,9 @@ static int dead_list(struct ctl_redis *r, const struct dead_args *a)
         }
         strbuf_puts(&sb, "\n");
     }
-    if (sb.failed) {
-        fputs("datamartctl: out of memory\n", stderr);
-        status = CTL_EXIT_USAGE;
-    } else {
-        fwrite(sb.data, 1, sb.len, stdout);
-        if (total > n)
-            fprintf(stderr, "(the oldest %lld of %lld dead jobs; --count shows more)\n", n, total);
-        status = CTL_EXIT_OK;
-    }
+    status = CTL_EXIT_OK;
+    if (ctl_output_write(&sb, &status) && total > n)
+        fprintf(stderr, "(the oldest %lld of %lld dead jobs; --count shows more)\n", n, total);
     strbuf_release(&sb);
 out:
     freeReplyObject(len);

@@ -4,7 +4,6 @@
  * letters, pause and breaker state. The daemon keeps its counters in /metrics, not in Redis, so
  * totals per status come from the newest N entries of P:results (duplicates counted apart).
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "clock.h"
 #include "config.h"
 #include "ctl.h"
+#include "ctl_output.h"
 #include "ctl_commands.h"
 #include "ctl_fields.h"
 #include "ctl_redis.h"
@@ -370,18 +370,9 @@ static int stats_loop(struct ctl_redis *r, const char *group, long long window, 
         if (watch && !tty && !json)
             strbuf_puts(&sb, "\n");
         stats_release(&st);
-        if (sb.failed) {
-            fputs("datamartctl: out of memory\n", stderr);
-            status = CTL_EXIT_USAGE;
+        if (!ctl_output_write(&sb, &status))
             break;
-        }
         shown_lines = count_lines(&sb);
-        fwrite(sb.data, 1, sb.len, stdout);
-        if (fflush(stdout) != 0) {
-            /* the reader went away (stats --watch | head): a normal end */
-            status = errno == EPIPE ? CTL_EXIT_OK : CTL_EXIT_USAGE;
-            break;
-        }
         if (!watch)
             break;
         nanosleep(&(struct timespec){.tv_sec = 1}, NULL);

@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "ctl.h"
+#include "ctl_output.h"
 #include "ctl_commands.h"
 #include "ctl_fields.h"
 #include "ctl_redis.h"
@@ -141,13 +142,8 @@ static int status_show(struct ctl_redis *r, const char *job_id, bool json)
     } else {
         show_human(&sb, job_id, hash, ttl->type == REDIS_REPLY_INTEGER ? ttl->integer : -1);
     }
-    if (sb.failed) {
-        fputs("datamartctl: out of memory\n", stderr);
-        status = CTL_EXIT_FAILED;
-    } else {
-        fwrite(sb.data, 1, sb.len, stdout);
-        status = CTL_EXIT_OK;
-    }
+    status = CTL_EXIT_OK;
+    ctl_output_write(&sb, &status);
     strbuf_release(&sb);
 out:
     freeReplyObject(hash);

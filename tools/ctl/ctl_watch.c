@@ -2,7 +2,6 @@
  * datamartctl watch [--from ID] [--count N] [--json]: follow P:results, one line per outcome
  * event, with XREAD BLOCK from the stream's end (or after --from ID).
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ctl.h"
+#include "ctl_output.h"
 #include "ctl_commands.h"
 #include "ctl_fields.h"
 #include "ctl_outcome.h"
@@ -73,17 +73,8 @@ static int follow(struct ctl_redis *r, char *after, unsigned long long count, bo
         for (size_t i = 0; i < entries->elements && (count == 0 || seen < count); i++, seen++)
             show(&sb, entries->element[i], json);
         freeReplyObject(reply);
-        if (sb.failed) {
-            fputs("datamartctl: out of memory\n", stderr);
-            status = CTL_EXIT_USAGE;
+        if (!ctl_output_write(&sb, &status))
             break;
-        }
-        fwrite(sb.data, 1, sb.len, stdout);
-        if (fflush(stdout) != 0) {
-            /* the reader went away (watch | head -1): a normal end */
-            status = errno == EPIPE ? CTL_EXIT_OK : CTL_EXIT_USAGE;
-            break;
-        }
     }
     strbuf_release(&sb);
     return status;
