@@ -192,8 +192,11 @@ def test_thousand_jobs_are_created_with_byte_identical_bodies(stack):
 
 # ==== local failures ====
 
-def test_each_envelope_error_fails_invalid_job_without_a_request(stack):
-    s = stack(api={"max_payload_bytes": 2048})
+# with max_inflight 1 every entry after the first is read and claimed by the publish script,
+# which must read each job_id as job_create does
+@pytest.mark.parametrize("inflight", [64, 1])
+def test_each_envelope_error_fails_invalid_job_without_a_request(stack, inflight):
+    s = stack(api={"max_payload_bytes": 2048, "max_inflight": inflight})
     ok_body = compact(body("env-fits"))
     exact_body = compact(body("env-exact"))
     exactly_max = exact_body[:-1] + ',"x-pad":"' + "p" * (2048 - len(exact_body) - 11) + '"}'
@@ -250,6 +253,7 @@ def test_each_envelope_error_fails_invalid_job_without_a_request(stack):
     assert s.redis.keys(f"{dh.PREFIX}:batch:*") == []
     assert s.mock.stats()["requests"] == 2
     assert_queue_empty(s)
+    assert "claimed by the publish script" not in s.daemon.logs()
 
 
 def test_local_validation_failure_reports_path_and_errors(stack):
