@@ -44,8 +44,10 @@
 /* "job_id=... tenant=... entry=...", the tenant escaped at up to 4 bytes per byte */
 #define WHO_MAX (JOB_ID_MAX + 4 * JOB_TENANT_MAX + JOB_ENTRY_ID_MAX + 32)
 #define LAG_POLL_TICKS 5
-/* 7 keys and 20 script arguments, then the outcome's field/value pairs */
-#define PUBLISH_ARGC_MAX (27 + 2 * OUTCOME_MAX_FIELDS)
+/* one publish settles at most this many jobs: a call's size and Redis's time in it stay bounded */
+#define PUBLISH_BATCH_MAX 16
+/* 4 keys and 12 arguments; per job 3 keys, 10 arguments and the outcome's field/value pairs */
+#define PUBLISH_ARGC_MAX (16 + PUBLISH_BATCH_MAX * (13 + 2 * OUTCOME_MAX_FIELDS))
 #define HOUSEKEEPING_MS 100
 #define RETRY_MOVE_BATCH "100"
 /* a 429 without Retry-After still pauses everyone this long */
@@ -58,6 +60,7 @@ enum task_state {
     TASK_SEND_WAIT, /* the submitter could not start it; tried again at the next tick */
     TASK_SENDING,
     TASK_PUBLISH_WAIT, /* outcome decided, Redis unreachable: held in memory until it is back */
+    TASK_PUBLISH_QUEUED, /* for the publish at the end of this loop pass */
     TASK_PUBLISHING,
 };
 
@@ -70,7 +73,8 @@ enum publish_mode {
 /* One job held by this process, from the read of its entry to the ack of its outcome. */
 struct task {
     struct task *prev, *next;
-    struct task *permit_next; /* FIFO of tasks waiting for a permit */
+    struct task *permit_next;  /* FIFO of tasks waiting for a permit */
+    struct task *publish_next; /* queued for a publish, or the next of its batch */
     struct pipeline *p;
     struct job *job;
     enum task_state state;
@@ -83,8 +87,10 @@ struct task {
     bool permitted;  /* holds a rate-limit permit, given back if no request goes out */
     bool wait_logged;
     int attempts_before;
-    size_t take;        /* entries its publish reads into the slot it frees (reserved meanwhile) */
-    size_t take_claims; /* how many of them the publish claims, a permit held for each */
+    /* the first of a batch: entries its publish reads into the slots it frees (reserved
+     * meanwhile), and how many of them the publish claims, a permit held for each */
+    size_t take;
+    size_t take_claims;
     int64_t first_seen_ms;
     int64_t due_ms; /* PUBLISH_RETRY: when the next attempt is due */
     char nonce[192];
@@ -114,6 +120,9 @@ struct pipeline {
     struct breaker *breaker;
     struct retry_policy *retry_policy;
     struct event *housekeeping_ev;
+    struct event *publish_ev; /* publish_send at the end of this loop pass */
+    struct task *publish_head, *publish_tail;
+    struct publish_batch *batch; /* scratch for laying out a publish's arguments */
 
     /* identity: fixed for the life of the process (a reload cannot move the queue) */
     char prefix[128];
@@ -190,7 +199,7 @@ static const char *task_who(const struct task *t, char *buf)
     return buf;
 }
 
-/* Decimal text of v in buf (24 bytes); snprintf costs more than the rest of a publish's set-up */
+/* prefix ":" kind id into dst (KEY_MAX bytes); false when it would not fit */
 static bool build_key(char *dst, const struct pipeline *p, const char *kind, const char *id)
 {
     size_t lp = strlen(p->prefix), lk = strlen(kind), li = strlen(id);
@@ -1065,13 +1074,13 @@ static void task_hold_outcome(struct task *t)
     log_warn("%s: Redis unavailable: outcome held in memory until it is back", task_who(t, who));
 }
 
-/* The slot a publish frees goes to the next entries, read by the same script: no read of its own */
-static size_t publish_take(const struct pipeline *p)
+/* The slots a publish frees go to the next entries, read by the same script: no read of its own */
+static size_t publish_take(const struct pipeline *p, size_t freed)
 {
     if (p->draining || p->paused || p->pending_pass || !p->group_ready || p->autoclaim_due ||
         breaker_state(p->breaker) != BREAKER_STATE_CLOSED)
         return 0;
-    return 1 + slots_free(p);
+    return freed + slots_free(p);
 }
 
 /* Permits for the entries the publish claims as well, so they go out without a claim of their
@@ -1089,10 +1098,10 @@ static size_t publish_permits(struct pipeline *p, size_t take)
 }
 
 /* The publish is settled: permits not used by a claim it made go back. */
-static void publish_settle_take(struct task *t, const redisReply *entries)
+static void publish_settle_take(struct task *head, const redisReply *entries)
 {
-    struct pipeline *p = t->p;
-    size_t unused = t->take_claims;
+    struct pipeline *p = head->p;
+    size_t unused = head->take_claims;
 
     for (size_t i = 0; entries != NULL && i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
@@ -1102,168 +1111,256 @@ static void publish_settle_take(struct task *t, const redisReply *entries)
     }
     while (unused-- > 0)
         permit_refund(p);
-    p->reserved -= t->take;
+    p->reserved -= head->take;
     p->takes_outstanding--;
-    t->take = 0;
-    t->take_claims = 0;
+    head->take = 0;
+    head->take_claims = 0;
     event_active(p->kick_ev, EV_TIMEOUT, 0); /* the slots it reserved are free again */
 }
 
-static void on_publish(struct redis_client *c, struct redisReply *reply, void *arg)
+/* One job's verdict in a publish reply (NULL: none, the whole call failed). */
+static void task_published(struct task *t, const redisReply *reply, const redisReply *verdict)
 {
-    struct task *t = arg;
     struct pipeline *p = t->p;
-    const redisReply *status, *entries = NULL;
     char who[WHO_MAX];
 
-    (void)c;
-    if (p->freeing)
-        return;
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements > 1 &&
-        reply->element[1]->type == REDIS_REPLY_ARRAY)
-        entries = reply->element[1];
-    if (t->take > 0)
-        publish_settle_take(t, entries);
-    if (reply == NULL) {
-        /* entries it may have read stay pending: the reconnect's pending pass finds them */
-        task_hold_outcome(t);
-        return;
-    }
-    t->state = TASK_PUBLISH_WAIT;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
-        reply->element[0]->type != REDIS_REPLY_STRING) {
+    t->state = TASK_PUBLISH_WAIT; /* unless it ends here, the next tick publishes it again */
+    if (verdict == NULL || verdict->type != REDIS_REPLY_STRING) {
         log_error("%s: publishing the outcome failed: %s", task_who(t, who),
                   reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-        return;
-    }
-    status = reply->element[0];
-    if (strcmp(status->str, "ok") == 0) {
+    } else if (strcmp(verdict->str, "ok") == 0) {
         if (t->mode == PUBLISH_RETRY)
             metrics_job_retried(p->metrics);
         else
             metrics_job_finished(p->metrics, t->outcome.status, t->mode == PUBLISH_DUPLICATE);
-    } else {
+        task_done(t);
+    } else if (strcmp(verdict->str, "stale") == 0) {
         log_warn("%s: outcome not published: the entry is no longer pending for %s "
                  "(already published, or taken over)",
                  task_who(t, who), p->consumer);
         metrics_outcome_stale(p->metrics);
+        task_done(t);
+    } else {
+        log_error("%s: publishing the outcome failed: %s", task_who(t, who), verdict->str);
     }
-    task_done(t);
+}
+
+/* The reply to a batch's publish: head is its first task, the others follow on publish_next. */
+static void on_publish(struct redis_client *c, struct redisReply *reply, void *arg)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+    const redisReply *verdicts = NULL, *entries = NULL;
+    size_t i = 0;
+
+    (void)c;
+    if (p->freeing)
+        return;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_ARRAY)
+        verdicts = reply->element[0];
+    if (verdicts != NULL && reply->elements > 1 && reply->element[1]->type == REDIS_REPLY_ARRAY)
+        entries = reply->element[1];
+    if (t->take > 0)
+        publish_settle_take(t, entries);
+    while (t != NULL) {
+        struct task *next = t->publish_next; /* t may be done and freed */
+
+        t->publish_next = NULL;
+        if (reply == NULL) /* entries it may have read stay pending: the reconnect finds them */
+            task_hold_outcome(t);
+        else
+            task_published(t, reply,
+                           verdicts != NULL && i < verdicts->elements ? verdicts->element[i]
+                                                                        : NULL);
+        i++;
+        t = next;
+    }
     if (entries != NULL)
         start_entries(p, entries, false);
 }
 
+/* Queue the outcome for this loop pass's publish: one script call settles all of them. */
 static void task_publish(struct task *t)
 {
     struct pipeline *p = t->p;
-    struct outcome_render r;
+
+    if (redis_client_state(p->writer) != REDIS_CLIENT_CONNECTED) {
+        task_hold_outcome(t);
+        return;
+    }
+    t->state = TASK_PUBLISH_QUEUED;
+    t->publish_next = NULL;
+    if (p->publish_tail != NULL) {
+        p->publish_tail->publish_next = t;
+    } else {
+        p->publish_head = t;
+        event_active(p->publish_ev, EV_TIMEOUT, 0);
+    }
+    p->publish_tail = t;
+}
+
+/* What one job passes to the publish script, rendered before the call's arguments are laid out. */
+struct publish_slot {
+    struct task *t;
     struct strbuf reply;
+    struct outcome_render r;
     char job_key[KEY_MAX], batch_key[KEY_MAX], reply_key[KEY_MAX];
-    char now[DECIMAL_MAX], due[DECIMAL_MAX], attempts[DECIMAL_MAX], http_status[DECIMAL_MAX];
-    char take_buf[DECIMAL_MAX], claims_buf[DECIMAL_MAX], nonce_buf[DECIMAL_MAX];
-    const char *take_args[5];
-    size_t take, claims;
-    static const char *const modes[] = {"final", "duplicate", "retry"};
-    bool dead = t->mode == PUBLISH_FINAL && t->outcome.status == OUTCOME_DEAD;
+    char due[DECIMAL_MAX], attempts[DECIMAL_MAX], http_status[DECIMAL_MAX], pairs[DECIMAL_MAX];
+};
+
+struct publish_batch {
+    size_t argc;
     const char *argv[PUBLISH_ARGC_MAX];
     size_t lens[PUBLISH_ARGC_MAX];
-    int argc = 0;
-    bool sent;
+    struct publish_slot slots[PUBLISH_BATCH_MAX];
+};
 
-    strbuf_init(&reply);
+/* false: the job cannot be published now (out of memory); it waits for the next tick */
+static bool publish_slot_prepare(const struct pipeline *p, struct publish_slot *s, struct task *t)
+{
+    s->t = t;
+    strbuf_reset(&s->reply);
     if (t->job->reply_to[0] != '\0' && t->mode != PUBLISH_RETRY)
-        outcome_render_json(&t->outcome, t->job, &reply);
-    if (reply.failed) {
-        strbuf_release(&reply);
-        t->state = TASK_PUBLISH_WAIT;
-        return;
-    }
-    if (!build_key(job_key, p, "job:", t->job->job_id) ||
-        (t->job->batch[0] != '\0' && !build_key(batch_key, p, "batch:", t->job->batch)) ||
-        (t->job->reply_to[0] != '\0' && !build_key(reply_key, p, "reply:", t->job->reply_to))) {
-        strbuf_release(&reply);
-        return;
-    }
-    take = publish_take(p);
-    claims = publish_permits(p, take);
-    take_args[0] = decimal_format(take_buf, (long long)take);
-    take_args[1] = decimal_format(claims_buf, (long long)claims);
-    take_args[2] = p->job_prefix;
-    take_args[3] = p->nonce_prefix;
-    take_args[4] = decimal_format(nonce_buf, (long long)p->nonce_counter + 1);
+        outcome_render_json(&t->outcome, t->job, &s->reply);
+    if (t->mode != PUBLISH_RETRY)
+        outcome_render_fields(&t->outcome, t->job, &s->r);
+    /* the keys cannot overflow: prefix and ids are bounded well below KEY_MAX */
+    return !s->reply.failed && build_key(s->job_key, p, "job:", t->job->job_id) &&
+           (t->job->batch[0] == '\0' || build_key(s->batch_key, p, "batch:", t->job->batch)) &&
+           (t->job->reply_to[0] == '\0' || build_key(s->reply_key, p, "reply:", t->job->reply_to));
+}
 
-#define ARG(s, n) (argv[argc] = (s), lens[argc] = (n), argc++)
+#define ARG(s, n) (b->argv[b->argc] = (s), b->lens[b->argc] = (n), b->argc++)
 #define ARGS(s) ARG((s), strlen(s))
-    ARGS(job_key);
-    ARGS(p->jobs_key);
-    ARGS(p->results_key);
-    ARGS(t->job->batch[0] ? batch_key : p->jobs_key);
-    ARGS(t->job->reply_to[0] ? reply_key : p->jobs_key);
-    ARGS(p->retry_key);
-    ARGS(p->dead_key);
-    ARGS(p->group);
-    ARGS(t->job->entry_id);
-    ARGS(p->consumer);
+
+/* The job's block of arguments: see publish.lua */
+static void publish_slot_args(struct publish_batch *b, struct publish_slot *s)
+{
+    static const char *const modes[] = {"final", "duplicate", "retry"};
+    const struct task *t = s->t;
+    const struct job *job = t->job;
+    bool dead = t->mode == PUBLISH_FINAL && t->outcome.status == OUTCOME_DEAD;
+    size_t pairs_at, first;
+
+    ARGS(job->entry_id);
     ARGS(modes[t->mode]);
-    ARGS(p->ttl);
-    ARGS(p->maxlen);
-    ARGS(p->reply_ttl);
-    ARG(reply.data ? reply.data : "", reply.len);
-    ARGS(t->job->batch);
+    ARG(s->reply.data ? s->reply.data : "", s->reply.len);
+    ARGS(job->batch);
     ARGS(outcome_status_name(t->outcome.status));
-    ARGS(decimal_format(now, (long long)clock_realtime_ms()));
-    ARGS(t->job->job_id);
+    ARGS(job->job_id);
+    if (t->mode == PUBLISH_RETRY) {
+        ARGS(decimal_format(s->due, (long long)t->due_ms));
+        ARGS("");
+        ARGS("");
+    } else {
+        /* a dead letter keeps the payload so it can be requeued */
+        ARG(dead ? job->payload : "", dead ? job->payload_len : 0);
+        ARGS(dead ? job->reply_to : "");
+        ARGS(t->fresh ? "1" : "");
+    }
+    pairs_at = b->argc;
+    ARGS("");
+    first = b->argc;
     if (t->mode == PUBLISH_RETRY) {
         /* the job hash carries the envelope while the stream entry is gone */
-        ARGS(decimal_format(due, (long long)t->due_ms));
-        ARGS("");
-        ARGS("");
-        for (size_t i = 0; i < DM_ARRAY_LEN(take_args); i++)
-            ARGS(take_args[i]);
         ARGS("attempts");
-        ARGS(decimal_format(attempts, t->outcome.attempts));
+        ARGS(decimal_format(s->attempts, t->outcome.attempts));
         ARGS("payload");
-        ARG(t->job->payload, t->job->payload_len);
+        ARG(job->payload, job->payload_len);
         ARGS("last_error_code");
         ARGS(t->outcome.error_code);
         ARGS("last_error_message");
         ARGS(t->outcome.error_message);
         ARGS("last_http_status");
-        ARGS(decimal_format(http_status, t->outcome.http_status));
-        if (t->job->tenant_len > 0) {
+        ARGS(decimal_format(s->http_status, t->outcome.http_status));
+        if (job->tenant_len > 0) {
             ARGS("tenant");
-            ARG(t->job->tenant, t->job->tenant_len);
+            ARG(job->tenant, job->tenant_len);
         }
-        if (t->job->batch[0] != '\0') {
+        if (job->batch[0] != '\0') {
             ARGS("batch");
-            ARGS(t->job->batch);
+            ARGS(job->batch);
         }
-        if (t->job->reply_to[0] != '\0') {
+        if (job->reply_to[0] != '\0') {
             ARGS("reply_to");
-            ARGS(t->job->reply_to);
+            ARGS(job->reply_to);
         }
     } else {
-        /* a dead letter keeps the payload so it can be requeued */
-        ARG(dead ? t->job->payload : "", dead ? t->job->payload_len : 0);
-        ARGS(dead ? t->job->reply_to : "");
-        ARGS(t->fresh ? "1" : "");
-        for (size_t i = 0; i < DM_ARRAY_LEN(take_args); i++)
-            ARGS(take_args[i]);
-        outcome_render_fields(&t->outcome, t->job, &r);
-        for (size_t i = 0; i < r.count; i++) {
-            ARGS(r.fields[i].name);
-            ARG(r.fields[i].value, r.fields[i].len);
+        for (size_t i = 0; i < s->r.count; i++) {
+            ARGS(s->r.fields[i].name);
+            ARG(s->r.fields[i].value, s->r.fields[i].len);
         }
     }
-#undef ARGS
-#undef ARG
+    b->argv[pairs_at] = decimal_format(s->pairs, (long long)(b->argc - first) / 2);
+    b->lens[pairs_at] = strlen(b->argv[pairs_at]);
+}
 
-    sent = redis_client_eval(p->writer, on_publish, t, 0, p->publish_script, 7, argc, argv, lens);
-    strbuf_release(&reply);
+/* Send one publish for up to PUBLISH_BATCH_MAX queued jobs. */
+static void publish_send(struct pipeline *p)
+{
+    struct publish_batch *b = p->batch;
+    struct task *head = NULL, *tail = NULL;
+    char now[DECIMAL_MAX], take_buf[DECIMAL_MAX], claims_buf[DECIMAL_MAX];
+    char nonce_buf[DECIMAL_MAX], count_buf[DECIMAL_MAX];
+    size_t n = 0, take, claims;
+    bool sent;
+
+    while (p->publish_head != NULL && n < PUBLISH_BATCH_MAX) {
+        struct task *t = p->publish_head;
+
+        p->publish_head = t->publish_next;
+        t->publish_next = NULL;
+        if (!publish_slot_prepare(p, &b->slots[n], t)) {
+            t->state = TASK_PUBLISH_WAIT;
+            continue;
+        }
+        if (tail != NULL)
+            tail->publish_next = t;
+        else
+            head = t;
+        tail = t;
+        n++;
+    }
+    if (p->publish_head == NULL)
+        p->publish_tail = NULL;
+    if (n == 0)
+        return;
+    take = publish_take(p, n);
+    claims = publish_permits(p, take);
+
+    b->argc = 0;
+    ARGS(p->jobs_key);
+    ARGS(p->results_key);
+    ARGS(p->retry_key);
+    ARGS(p->dead_key);
+    for (size_t i = 0; i < n; i++) {
+        const struct publish_slot *s = &b->slots[i];
+
+        ARGS(s->job_key);
+        ARGS(s->t->job->batch[0] ? s->batch_key : p->jobs_key);
+        ARGS(s->t->job->reply_to[0] ? s->reply_key : p->jobs_key);
+    }
+    ARGS(p->group);
+    ARGS(p->consumer);
+    ARGS(p->ttl);
+    ARGS(p->maxlen);
+    ARGS(p->reply_ttl);
+    ARGS(decimal_format(now, (long long)clock_realtime_ms()));
+    ARGS(decimal_format(take_buf, (long long)take));
+    ARGS(decimal_format(claims_buf, (long long)claims));
+    ARGS(p->job_prefix);
+    ARGS(p->nonce_prefix);
+    ARGS(decimal_format(nonce_buf, (long long)p->nonce_counter + 1));
+    ARGS(decimal_format(count_buf, (long long)n));
+    for (size_t i = 0; i < n; i++)
+        publish_slot_args(b, &b->slots[i]);
+
+    sent = redis_client_eval(p->writer, on_publish, head, 0, p->publish_script, (int)(4 + 3 * n),
+                             (int)b->argc, b->argv, b->lens);
     if (sent) {
-        t->state = TASK_PUBLISHING;
-        t->take = take;
-        t->take_claims = claims;
+        head->take = take;
+        head->take_claims = claims;
         p->nonce_counter += claims; /* the script numbers its claims' nonces from here */
         p->reserved += take;
         if (take > 0)
@@ -1271,8 +1368,33 @@ static void task_publish(struct task *t)
     } else {
         while (claims-- > 0)
             permit_refund(p);
-        task_hold_outcome(t);
     }
+    while (head != NULL) {
+        struct task *t = head;
+
+        if (sent) {
+            t->state = TASK_PUBLISHING;
+            head = t->publish_next;
+        } else {
+            head = t->publish_next;
+            t->publish_next = NULL;
+            task_hold_outcome(t);
+        }
+    }
+}
+
+#undef ARGS
+#undef ARG
+
+/* libevent: the end of a loop pass; every outcome decided in it goes out */
+static void on_publish_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct pipeline *p = arg;
+
+    (void)fd;
+    (void)what;
+    while (p->publish_head != NULL)
+        publish_send(p);
 }
 
 /* Resume every task that waits for Redis or for the submitter. */
@@ -1707,9 +1829,14 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
         retry_policy_create(cfg->backoff_base_ms, cfg->backoff_max_ms, cfg->max_attempts,
                             cfg->max_age_s, clock_monotonic_us() ^ (uint64_t)getpid());
     p->housekeeping_ev = event_new(base, -1, EV_PERSIST, on_housekeeping, p);
+    p->publish_ev = event_new(base, -1, 0, on_publish_flush, p);
+    if ((p->batch = calloc(1, sizeof(*p->batch))) != NULL) {
+        for (size_t i = 0; i < PUBLISH_BATCH_MAX; i++)
+            strbuf_init(&p->batch->slots[i].reply);
+    }
     if (p->http == NULL || p->retry_read_ev == NULL || p->kick_ev == NULL || p->permit_ev == NULL ||
         p->limiter == NULL || p->breaker == NULL || p->retry_policy == NULL ||
-        p->housekeeping_ev == NULL)
+        p->housekeeping_ev == NULL || p->publish_ev == NULL || p->batch == NULL)
         goto fail;
     return p;
 fail:
@@ -1882,6 +2009,13 @@ void pipeline_free(struct pipeline *p)
         event_free(p->permit_ev);
     if (p->housekeeping_ev != NULL)
         event_free(p->housekeeping_ev);
+    if (p->publish_ev != NULL)
+        event_free(p->publish_ev);
+    if (p->batch != NULL) {
+        for (size_t i = 0; i < PUBLISH_BATCH_MAX; i++)
+            strbuf_release(&p->batch->slots[i].reply);
+        free(p->batch);
+    }
     rate_limiter_free(p->limiter);
     cluster_limiter_free(p->cluster);
     breaker_free(p->breaker);

@@ -4,6 +4,7 @@
 - Program / start_listening(): run a binary, wait for its `listening on HOST:PORT` line on stdout.
 - RedisServer: a private redis-server on a free loopback port, in a directory of its own.
 - Mock: a running databrain-mock with a small HTTP client for its API and /__ admin endpoints.
+- daemon_script(): a daemon Lua script as the build embeds it.
 
 Only loopback addresses are ever used.
 """
@@ -25,6 +26,17 @@ LOOPBACK = "127.0.0.1"
 API_PATH = "/api/v2/data-app/datamarts"
 LEGACY_API_PATH = "/api/v2/dataApp/datamarts"
 LISTENING_RE = re.compile(r"^listening on (\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)$")
+
+
+def daemon_script(name):
+    """daemon/scripts/NAME.lua as the daemon embeds it (cmake/EmbedLua.cmake): a first line
+    "-- prelude: x.lua" puts scripts/x.lua in front of it."""
+    scripts = SOURCE_DIR / "daemon" / "scripts"
+    text = (scripts / f"{name}.lua").read_text()
+    prelude = re.match(r"-- prelude: ([A-Za-z0-9_]+\.lua)\n", text)
+    if prelude:
+        text = (scripts / prelude.group(1)).read_text() + text
+    return text
 
 
 def binary(name):

@@ -415,6 +415,31 @@ def test_batch_counts_outcomes_and_announces_its_end_once(stack):
     assert_queue_empty(s)
 
 
+def test_a_job_whose_outcome_cannot_be_written_holds_up_no_other(stack):
+    """Outcomes go out several to one script call. One job's batch key is a string: its outcome
+    is refused (and retried every second) while the jobs published with it are settled; once
+    the key is mended it is published, once."""
+    s = stack(queue={"max_attempts": 1})
+    s.redis.set(f"{dh.PREFIX}:batch:broken", "not a hash")
+    dh.enqueue(s.raw, [{"job_id": f"held-{i}", "payload": compact(body(f"held-{i}")),
+                        **({"batch": "broken"} if i == 3 else {})} for i in range(8)])
+    outcomes = s.results.wait(7, daemon=s.daemon)
+    assert sorted(o["job_id"] for o in outcomes) == [f"held-{i}" for i in range(8) if i != 3]
+    harness.wait_until(lambda: len(re.findall(
+        r"job_id=held-3 .*publishing the outcome failed: WRONGTYPE "
+        rf"{dh.PREFIX}:batch:broken is not a hash", s.daemon.logs())) >= 2,
+        timeout=5, message="the refused publish, tried again")
+    assert dh.pending_count(s.redis) == 1
+
+    s.redis.delete(f"{dh.PREFIX}:batch:broken")
+    outcomes = s.results.wait(8, daemon=s.daemon)
+    time.sleep(1.5)  # another tick: a second publish would show
+    outcomes = s.results.jobs()
+    assert sorted(o["job_id"] for o in outcomes) == [f"held-{i}" for i in range(8)]
+    assert s.redis.hgetall(f"{dh.PREFIX}:batch:broken") == {"created": "1"}
+    assert_queue_empty(s)
+
+
 # ==== systemd ====
 
 def test_sd_notify_ready_status_watchdog_reloading_stopping(stack):

@@ -2,7 +2,6 @@
 what a job hash holds after each step, for a new job (the short path: one HSET in the claim, no
 clean-up in the publish) and for a job with leftovers of an earlier attempt (the full clean-up);
 and the publish that reads the next entries into the slot it frees and claims them at once."""
-import re
 
 import pytest
 
@@ -15,7 +14,6 @@ JOBS = f"{PREFIX}:jobs"
 RESULTS = f"{PREFIX}:results"
 RETRY = f"{PREFIX}:retry"
 DEAD = f"{PREFIX}:dead"
-SCRIPTS = harness.SOURCE_DIR / "daemon" / "scripts"
 
 
 @pytest.fixture
@@ -28,12 +26,7 @@ def r(tmp_path):
 
 
 def script(r, name):
-    """The script as the daemon embeds it: its prelude (first line "-- prelude: x.lua") first."""
-    text = (SCRIPTS / f"{name}.lua").read_text()
-    prelude = re.match(r"-- prelude: ([A-Za-z0-9_]+\.lua)\n", text)
-    if prelude:
-        text = (SCRIPTS / prelude.group(1)).read_text() + text
-    return r.register_script(text)
+    return r.register_script(harness.daemon_script(name))
 
 
 def enqueue_and_read(r, job_id):
@@ -49,13 +42,22 @@ def claim(r, job_id, entry, now, nonce):
 
 def publish_final(r, job_id, entry, now, fresh, outcome, take=0, claims=0):
     """The publish's verdict, or (verdict, entries read) when it takes new entries."""
-    fields = [v for kv in outcome.items() for v in kv]
-    reply = script(r, "publish")(
-        keys=[f"{PREFIX}:job:{job_id}", JOBS, RESULTS, JOBS, JOBS, RETRY, DEAD],
-        args=[GROUP, entry, CONSUMER, "final", 3600, 1000, 60, "", "", outcome["status"], now,
-              job_id, "", "", "1" if fresh else "", take, claims, f"{PREFIX}:job:", "c1:7:",
-              41] + fields)
-    return reply[0] if take == 0 else (reply[0], reply[1] if len(reply) > 1 else [])
+    verdicts, entries = publish_batch(r, [(job_id, entry, fresh, outcome)], now, take, claims)
+    return verdicts[0] if take == 0 else (verdicts[0], entries)
+
+
+def publish_batch(r, jobs, now, take=0, claims=0):
+    """One publish settling every (job_id, entry, fresh, outcome[, batch]) of jobs:
+    (verdicts, entries)."""
+    keys, args = [JOBS, RESULTS, RETRY, DEAD], [GROUP, CONSUMER, 3600, 1000, 60, now, take, claims,
+                                                 f"{PREFIX}:job:", "c1:7:", 41, len(jobs)]
+    for job_id, entry, fresh, outcome, *batch in jobs:
+        batch = batch[0] if batch else ""
+        keys += [f"{PREFIX}:job:{job_id}", f"{PREFIX}:batch:{batch}" if batch else JOBS, JOBS]
+        args += [entry, "final", "", batch, outcome["status"], job_id, "", "",
+                 "1" if fresh else "", len(outcome)] + [v for kv in outcome.items() for v in kv]
+    reply = script(r, "publish")(keys=keys, args=args)
+    return reply[0], reply[1] if len(reply) > 1 else []
 
 
 def created(job_id, now):
@@ -211,3 +213,40 @@ def test_an_empty_stream_takes_nothing(r):
     claim(r, "e", entry, 1000, "n1")
     assert publish_final(r, "e", entry, 2000, True, created("e", 2000), take=3,
                          claims=3) == ("ok", [])
+
+
+def test_a_batch_settles_each_job_on_its_own(r):
+    """One publish for three jobs: one settles, one is no longer ours, one meets a key of the
+    wrong type. The last wrote nothing, so once the key is mended its outcome appears once."""
+    entries = {job_id: enqueue_and_read(r, job_id) for job_id in ("a", "b", "c")}
+    for i, (job_id, entry) in enumerate(entries.items()):
+        claim(r, job_id, entry, 1000, f"n{i}")
+    r.xclaim(JOBS, GROUP, "c2", 0, [entries["b"]])
+    r.set(f"{PREFIX}:batch:bad", "not a hash")
+
+    verdicts, _ = publish_batch(r, [("a", entries["a"], True, created("a", 2000)),
+                                    ("b", entries["b"], True, created("b", 2000)),
+                                    ("c", entries["c"], True, created("c", 2000), "bad")], 2000)
+    assert verdicts[:2] == ["ok", "stale"]
+    assert verdicts[2] == "WRONGTYPE t:batch:bad is not a hash: outcome not published"
+    assert [fields for _, fields in r.xrange(RESULTS)] == [created("a", 2000)]
+    assert r.hget(f"{PREFIX}:job:b", "state") == r.hget(f"{PREFIX}:job:c", "state") == "active"
+    assert [e["message_id"] for e in r.xpending_range(JOBS, GROUP, "-", "+", 10)] == [
+        entries["b"], entries["c"]]
+
+    r.delete(f"{PREFIX}:batch:bad")
+    verdicts, _ = publish_batch(r, [("c", entries["c"], True, created("c", 2000), "bad")], 2100)
+    assert verdicts == ["ok"]
+    assert [fields["job_id"] for _, fields in r.xrange(RESULTS)] == ["a", "c"]
+    assert r.hgetall(f"{PREFIX}:batch:bad") == {"created": "1"}
+    assert r.hget(f"{PREFIX}:job:c", "state") == "created"
+
+
+def test_a_results_stream_of_the_wrong_type_stops_the_publish_before_any_write(r):
+    entry = enqueue_and_read(r, "d")
+    claim(r, "d", entry, 1000, "n1")
+    r.set(RESULTS, "not a stream")
+    with pytest.raises(Exception, match="WRONGTYPE t:results is not a stream"):
+        publish_batch(r, [("d", entry, True, created("d", 2000))], 2000)
+    assert r.hget(f"{PREFIX}:job:d", "state") == "active"
+    assert r.xpending(JOBS, GROUP)["pending"] == 1
