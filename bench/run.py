@@ -8,6 +8,8 @@ Subcommands, each printing a table and writing <build>/bench/<name>.json:
   rate        rate 50/s, burst 10, for 20 s: the mean and the busiest 1-s window at the mock
   enqueue     `datamartctl enqueue` of 100,000 jobs (JSON Lines): jobs/s
   soak        1,000,000 jobs at L = 0 through one daemon: its RSS every second
+  publish     the publish script alone in a private redis-server, settling B outcomes per call
+              (B in 1, 4, 16, 64): Redis CPU and calls per job, to choose the daemon's batch cap
 Every process is real: a private redis-server and the mock on loopback ports, datamartd from the
 build. Only datamartd's own process is measured for CPU and memory (from /proc/PID).
 """
@@ -359,6 +361,70 @@ def throughput(args):
     return {"scenarios": scenarios}
 
 
+# ==== publish ====
+
+def publish_one(args, batch):
+    """Redis CPU per job for `args.jobs` outcomes published B at a time, in the daemon's steady
+    state: `args.inflight` entries held, each publish reading and claiming as many as it frees."""
+    server = harness.RedisServer(fresh_dir(args.out_dir / f"publish{batch}-run") / "redis")
+    server.start()
+    try:
+        r = server.client()
+        jobs, results, group = f"{PREFIX}:jobs", f"{PREFIX}:results", "datamartd"
+        r.xgroup_create(jobs, group, id="0", mkstream=True)
+        for start in range(0, args.jobs + args.inflight, ENQUEUE_CHUNK):
+            pipe = r.pipeline(transaction=False)
+            for i in range(start, min(start + ENQUEUE_CHUNK, args.jobs + args.inflight)):
+                pipe.xadd(jobs, {"job_id": f"j{i}", "payload": body("publish", i)})
+            pipe.execute()
+        claim = r.register_script(harness.daemon_script("claim"))
+        publish = r.register_script(harness.daemon_script("publish"))
+        held = []
+        for entry, fields in r.xreadgroup(group, "c1", {jobs: ">"}, count=args.inflight)[0][1]:
+            claim(keys=[f"{PREFIX}:job:{fields['job_id']}", jobs],
+                  args=[group, entry, "c1", 1000, "n0"])
+            held.append((entry, fields["job_id"]))
+        before, cpu0 = commandstats(r), cpu_seconds(server.program.pid)
+        nonce, done = 1, 0
+        while done < args.jobs:
+            settle, held = held[:batch], held[batch:]
+            keys = [jobs, results, f"{PREFIX}:retry", f"{PREFIX}:dead"]
+            argv = [group, "c1", 3600, 10000, 60, 2000, len(settle), len(settle),
+                    f"{PREFIX}:job:", "c1:1:", nonce, len(settle)]
+            for entry, job_id in settle:
+                outcome = ["event", "job", "job_id", job_id, "status", "created",
+                           "datamart_id", f"dm-{job_id}", "http_status", "200", "attempts", "1",
+                           "finished_ms", "2000"]
+                keys += [f"{PREFIX}:job:{job_id}", jobs, jobs]
+                argv += [entry, "final", "", "", "created", job_id, "", "", "1",
+                         len(outcome) // 2, *outcome]
+            verdicts, *read = publish(keys=keys, args=argv)
+            assert verdicts == ["ok"] * len(settle), verdicts
+            held += [(e[0], e[3]) for e in (read[0] if read else [])]
+            nonce += len(settle)
+            done += len(settle)
+        cpu = cpu_seconds(server.program.pid) - cpu0
+        calls = sum(v for k, v in commandstats(r).items() if k not in OWN) - sum(
+            v for k, v in before.items() if k not in OWN)
+        return {"batch": batch, "jobs": done, "redis_cpu_us_per_job": round(cpu / done * 1e6, 1),
+                "evalsha_per_job": round(1 / batch, 3),
+                "redis_calls_per_job": round(calls / done, 2)}
+    finally:
+        server.stop()
+
+
+def publish_bench(args):
+    runs = [publish_one(args, b) for b in args.batch]
+    print(f"publish: {args.jobs:,} outcomes through publish.lua, {args.inflight} entries held; "
+          f"each call reads and claims as many entries as it frees")
+    print(f"{'batch':>5} {'redis us/job':>12} {'calls/job':>9}")
+    for r in runs:
+        print(f"{r['batch']:>5} {r['redis_cpu_us_per_job']:>12.1f} {r['redis_calls_per_job']:>9.2f}")
+    print("redis us/job: redis-server's CPU (user+sys) over the publishes; calls/job: every "
+          "command it ran (INFO commandstats), the scripts' own calls included")
+    return {"runs": runs}
+
+
 # ==== rate ====
 
 def rate(args):
@@ -553,16 +619,23 @@ def main():
     p.add_argument("--inflight", type=int, default=256)
     p.add_argument("--backlog", type=int, default=20000, help="queue refilled below this")
     p.add_argument("--timeout", type=float, default=3600)
+    p = sub.add_parser("publish", parents=[common],
+                       help="the publish script alone: Redis CPU per job against batch size")
+    p.add_argument("--jobs", type=int, default=20000)
+    p.add_argument("--batch", type=int_list, default=[1, 4, 16, 64], help="e.g. 1,16")
+    p.add_argument("--inflight", type=int, default=64)
     args = parser.parse_args()
 
     args.build_dir = args.build_dir.resolve()
-    targets = ["datamartctl"] if args.bench == "enqueue" else ["datamartd", "databrain-mock"]
+    targets = {"enqueue": ["datamartctl"], "publish": []}.get(args.bench,
+                                                              ["datamartd", "databrain-mock"])
     args.bin_dir = build_if_missing(args.build_dir, targets)
     args.out = (args.out or args.build_dir / "bench" / f"{args.bench}.json").resolve()
     args.out_dir = args.out.parent
     args.out_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
-    result = {"throughput": throughput, "rate": rate, "enqueue": enqueue, "soak": soak}[
+    result = {"throughput": throughput, "rate": rate, "enqueue": enqueue, "soak": soak,
+              "publish": publish_bench}[
         args.bench](args)
     result = {"bench": args.bench, "machine": info, "build": str(args.build_dir),
               "log_level": args.log_level, **result}
