@@ -46,6 +46,9 @@
 #define LAG_POLL_TICKS 5
 /* one publish settles at most this many jobs: a call's size and Redis's time in it stay bounded */
 #define PUBLISH_BATCH_MAX 16
+/* max_inflight / 8 jobs are claimed ahead of the requests, so one goes out the moment a request
+ * finishes instead of a publish round trip later (at 20 ms, 92 -> 97 % of C/L at C = 64) */
+#define READ_AHEAD_DIV 8
 /* 4 keys and 12 arguments; per job 3 keys, 10 arguments and the outcome's field/value pairs */
 #define PUBLISH_ARGC_MAX (16 + PUBLISH_BATCH_MAX * (13 + 2 * OUTCOME_MAX_FIELDS))
 #define HOUSEKEEPING_MS 100
@@ -58,6 +61,7 @@ enum task_state {
     TASK_CLAIM_WAIT,  /* to be claimed once the writer is connected */
     TASK_CLAIMING,
     TASK_SEND_WAIT, /* the submitter could not start it; tried again at the next tick */
+    TASK_READY,     /* claimed, waiting for one of the max_inflight requests to finish */
     TASK_SENDING,
     TASK_PUBLISH_WAIT, /* outcome decided, Redis unreachable: held in memory until it is back */
     TASK_PUBLISH_QUEUED, /* for the publish at the end of this loop pass */
@@ -68,6 +72,7 @@ enum publish_mode {
     PUBLISH_FINAL,     /* the job's outcome */
     PUBLISH_DUPLICATE, /* a finished job's outcome again, for a repeated job_id */
     PUBLISH_RETRY,     /* park the job in P:retry until its next attempt */
+    PUBLISH_RELEASE,   /* shutdown: a claim whose request never went out is withdrawn */
 };
 
 /* One job held by this process, from the read of its entry to the ack of its outcome. */
@@ -75,6 +80,7 @@ struct task {
     struct task *prev, *next;
     struct task *permit_next;  /* FIFO of tasks waiting for a permit */
     struct task *publish_next; /* queued for a publish, or the next of its batch */
+    struct task *ready_next;   /* FIFO of claimed tasks waiting for a request slot */
     struct pipeline *p;
     struct job *job;
     enum task_state state;
@@ -122,6 +128,7 @@ struct pipeline {
     struct event *housekeeping_ev;
     struct event *publish_ev; /* publish_send at the end of this loop pass */
     struct task *publish_head, *publish_tail;
+    struct task *ready_head, *ready_tail;
     struct publish_batch *batch; /* scratch for laying out a publish's arguments */
 
     /* identity: fixed for the life of the process (a reload cannot move the queue) */
@@ -174,6 +181,7 @@ static void task_claimed(struct task *t, const redisReply *reply);
 static void permit_refund(struct pipeline *p);
 static void task_queue_for_permit(struct task *t);
 static void task_send(struct task *t);
+static void task_go(struct task *t);
 static void task_publish(struct task *t);
 
 /* ==== helpers ==== */
@@ -251,10 +259,12 @@ static bool task_held(const struct pipeline *p, const char *entry_id, size_t len
     return task_find(p, entry_id, len) != NULL;
 }
 
-/* jobs held and jobs on their way never exceed max_inflight */
+/* jobs held and jobs on their way never exceed max_inflight plus the read-ahead */
 static size_t slots_free(const struct pipeline *p)
 {
     size_t used = p->held + p->reserved, max = (size_t)p->cfg->max_inflight;
+
+    max += max / READ_AHEAD_DIV;
 
     return used < max ? max - used : 0;
 }
@@ -793,19 +803,10 @@ static void task_claimed(struct task *t, const redisReply *reply)
         t->maybe_sent = reply->element[2]->integer != 0;
         t->first_seen_ms = reply->element[3]->integer;
         t->fresh = reply->element[4]->integer != 0;
-        if (!t->will_send) {
+        if (!t->will_send)
             task_finish_local(t);
-        } else if (!t->probe && (p->paused || breaker_state(p->breaker) != BREAKER_STATE_CLOSED)) {
-            /* paused or failing since its permit: it waits at the head of the queue, claimed */
-            if (t->permitted) {
-                t->permitted = false;
-                permit_refund(p);
-            }
-            task_requeue_first(t);
-            permit_grant(p);
-        } else {
-            task_send(t);
-        }
+        else
+            task_go(t); /* paused or failing since its permit: it waits, claimed */
     } else if (strcmp(verdict, "finished") == 0) {
         for (size_t i = 1; i + 1 < reply->elements; i += 2) {
             if (!outcome_load_field(&t->outcome, reply->element[i]->str, reply->element[i + 1]->str,
@@ -975,9 +976,54 @@ static void task_retry_or_die(struct task *t, const struct api_classification *c
         t->mode = PUBLISH_RETRY;
 }
 
-static void on_http_done(void *arg, const struct http_result *res)
+/* A claimed job goes out, or waits at the head of the queue while paused or failing. */
+static void task_go(struct task *t)
 {
-    struct task *t = arg;
+    struct pipeline *p = t->p;
+
+    if (t->probe || (!p->paused && breaker_state(p->breaker) == BREAKER_STATE_CLOSED)) {
+        task_send(t);
+        return;
+    }
+    if (t->permitted) {
+        t->permitted = false;
+        permit_refund(p);
+    }
+    task_requeue_first(t);
+    permit_grant(p);
+}
+
+static void ready_unlink(struct pipeline *p, struct task *t)
+{
+    struct task **link = &p->ready_head, *prev = NULL;
+
+    while (*link != NULL && *link != t) {
+        prev = *link;
+        link = &(*link)->ready_next;
+    }
+    if (*link == NULL)
+        return;
+    *link = t->ready_next;
+    t->ready_next = NULL;
+    if (p->ready_tail == t)
+        p->ready_tail = prev;
+}
+
+/* Requests finished (or max_inflight grew): the jobs claimed ahead take the free slots. */
+static void ready_fill(struct pipeline *p)
+{
+    while (p->ready_head != NULL && !p->draining &&
+           p->sending < (size_t)p->cfg->max_inflight) {
+        struct task *t = p->ready_head;
+
+        ready_unlink(p, t);
+        task_go(t);
+    }
+}
+
+/* Take in the answer to a task's request (or its failure), and decide the outcome. */
+static void task_answered(struct task *t, const struct http_result *res)
+{
     struct pipeline *p = t->p;
     struct api_answer answer;
     struct api_classification c;
@@ -986,9 +1032,7 @@ static void on_http_done(void *arg, const struct http_result *res)
     bool probe = t->probe;
     char who[WHO_MAX];
 
-    p->sending--;
     t->probe = false;
-    update_gauges(p);
     if (res->outcome == HTTP_OUTCOME_ABORTED) {
         if (probe)
             breaker_probe_cancel(p->breaker);
@@ -1048,10 +1092,35 @@ static void on_http_done(void *arg, const struct http_result *res)
     task_publish(t);
 }
 
+/* http_submitter: a request finished. Its slot goes to the job claimed ahead once the answer,
+ * which may open the breaker, is taken in. */
+static void on_http_done(void *arg, const struct http_result *res)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+
+    p->sending--;
+    update_gauges(p);
+    task_answered(t, res);
+    if (res->outcome != HTTP_OUTCOME_ABORTED) /* aborted: shutting down */
+        ready_fill(p);
+}
+
 static void task_send(struct task *t)
 {
     struct pipeline *p = t->p;
 
+    if (p->sending >= (size_t)p->cfg->max_inflight) {
+        /* claimed ahead: it goes when a request finishes (ready_fill) */
+        t->state = TASK_READY;
+        t->ready_next = NULL;
+        if (p->ready_tail != NULL)
+            p->ready_tail->ready_next = t;
+        else
+            p->ready_head = t;
+        p->ready_tail = t;
+        return;
+    }
     t->state = TASK_SEND_WAIT;
     if (!http_submitter_post(p->http, t->job->payload, t->job->payload_len, on_http_done, t))
         return; /* tried again at the next tick */
@@ -1133,6 +1202,10 @@ static void task_published(struct task *t, const redisReply *reply, const redisR
             metrics_job_retried(p->metrics);
         else
             metrics_job_finished(p->metrics, t->outcome.status, t->mode == PUBLISH_DUPLICATE);
+        task_done(t);
+    } else if (strcmp(verdict->str, "released") == 0) {
+        log_info("%s: not sent before shutdown: claim withdrawn, the entry stays pending",
+                 task_who(t, who));
         task_done(t);
     } else if (strcmp(verdict->str, "stale") == 0) {
         log_warn("%s: outcome not published: the entry is no longer pending for %s "
@@ -1221,10 +1294,11 @@ static bool publish_slot_prepare(const struct pipeline *p, struct publish_slot *
 {
     s->t = t;
     strbuf_reset(&s->reply);
-    if (t->job->reply_to[0] != '\0' && t->mode != PUBLISH_RETRY)
-        outcome_render_json(&t->outcome, t->job, &s->reply);
-    if (t->mode != PUBLISH_RETRY)
+    if (t->mode == PUBLISH_FINAL || t->mode == PUBLISH_DUPLICATE) {
+        if (t->job->reply_to[0] != '\0')
+            outcome_render_json(&t->outcome, t->job, &s->reply);
         outcome_render_fields(&t->outcome, t->job, &s->r);
+    }
     /* the keys cannot overflow: prefix and ids are bounded well below KEY_MAX */
     return !s->reply.failed && build_key(s->job_key, p, "job:", t->job->job_id) &&
            (t->job->batch[0] == '\0' || build_key(s->batch_key, p, "batch:", t->job->batch)) &&
@@ -1237,7 +1311,7 @@ static bool publish_slot_prepare(const struct pipeline *p, struct publish_slot *
 /* The job's block of arguments: see publish.lua */
 static void publish_slot_args(struct publish_batch *b, struct publish_slot *s)
 {
-    static const char *const modes[] = {"final", "duplicate", "retry"};
+    static const char *const modes[] = {"final", "duplicate", "retry", "release"};
     const struct task *t = s->t;
     const struct job *job = t->job;
     bool dead = t->mode == PUBLISH_FINAL && t->outcome.status == OUTCOME_DEAD;
@@ -1251,6 +1325,10 @@ static void publish_slot_args(struct publish_batch *b, struct publish_slot *s)
     ARGS(job->job_id);
     if (t->mode == PUBLISH_RETRY) {
         ARGS(decimal_format(s->due, (long long)t->due_ms));
+        ARGS("");
+        ARGS("");
+    } else if (t->mode == PUBLISH_RELEASE) {
+        ARGS(t->nonce);
         ARGS("");
         ARGS("");
     } else {
@@ -1286,7 +1364,7 @@ static void publish_slot_args(struct publish_batch *b, struct publish_slot *s)
             ARGS("reply_to");
             ARGS(job->reply_to);
         }
-    } else {
+    } else if (t->mode != PUBLISH_RELEASE) {
         for (size_t i = 0; i < s->r.count; i++) {
             ARGS(s->r.fields[i].name);
             ARG(s->r.fields[i].value, s->r.fields[i].len);
@@ -1493,6 +1571,9 @@ static void on_lease_renewed(struct redis_client *c, struct redisReply *reply, v
         /* a job not yet sent is simply left to its new owner */
         if (t->state == TASK_PERMIT_WAIT) {
             permit_unqueue(p, t);
+            task_done(t);
+        } else if (t->state == TASK_READY) {
+            ready_unlink(p, t);
             task_done(t);
         } else if (t->state == TASK_CLAIM_WAIT) {
             task_done(t);
@@ -1887,7 +1968,8 @@ bool pipeline_reconfigure(struct pipeline *p, const struct config *cfg)
     p->cfg = cfg;
     render_settings(p, cfg);
     permit_grant(p); /* a higher rate may release waiting tasks now */
-    reader_kick(p);  /* max_inflight may have grown */
+    ready_fill(p);   /* max_inflight may have grown */
+    reader_kick(p);
     return true;
 }
 
@@ -1896,14 +1978,26 @@ void pipeline_drain(struct pipeline *p)
     struct task *t = p->tasks;
 
     p->draining = true;
-    /* jobs not yet claimed are simply left pending: nothing was sent for them */
+    /* jobs not sent are left pending: nothing went out for them. One already claimed (read
+     * ahead, or held back while paused) withdraws its claim first, so the next start does not
+     * count its nonce as an attempt that may have reached the API. */
     while (t != NULL) {
         struct task *next = t->next;
 
         if (t->state == TASK_PERMIT_WAIT)
             permit_unqueue(p, t);
-        if (t->state == TASK_CLAIM_WAIT || t->state == TASK_PERMIT_WAIT)
+        else if (t->state == TASK_READY)
+            ready_unlink(p, t);
+        if ((t->state == TASK_PERMIT_WAIT || t->state == TASK_READY) && t->claimed) {
+            if (t->permitted) {
+                t->permitted = false;
+                permit_refund(p);
+            }
+            t->mode = PUBLISH_RELEASE;
+            task_publish(t);
+        } else if (t->state == TASK_CLAIM_WAIT || t->state == TASK_PERMIT_WAIT) {
             task_done(t);
+        }
         t = next;
     }
 }

@@ -11,15 +11,17 @@
 -- ARGV[9] job key prefix 'P:job:'  ARGV[10] nonce prefix  ARGV[11] the first claim's nonce number
 -- ARGV[12] the number of jobs in the batch
 -- then one block per job:
---   entry id, mode: 'final' (the outcome) | 'duplicate' (an outcome again) | 'retry' (park it),
+--   entry id, mode: 'final' (the outcome) | 'duplicate' (an outcome again) | 'retry' (park it)
+--   | 'release' (shutdown: withdraw the claim of a job never sent; the entry stays pending),
 --   reply JSON or '', batch id or '', status, job_id,
---   retry: due ms; final dead: the payload; else '',  final dead: reply_to or '',
+--   retry: due ms; final dead: the payload; release: the claim's nonce; else '',
+--   final dead: reply_to or '',
 --   '1' when the claim found no job hash (claim.lua's fresh): nothing but the claim's fields can
 --   be in it, and the job was never in P:retry; else '',
 --   the number of field/value pairs, then the pairs: the outcome ('final', 'duplicate') or the
 --   job hash fields ('retry')
--- Returns {verdicts, entries read or nothing}: a verdict per job, 'ok' | 'stale' | the error
--- that stopped its settling; an entry is {id, fields} as XREADGROUP gives it, followed by
+-- Returns {verdicts, entries read or nothing}: a verdict per job, 'ok' | 'released' | 'stale' |
+-- the error that stopped its settling; an entry is {id, fields} as XREADGROUP gives it, followed by
 -- claim_job's answer, the job_id and the nonce for one claimed here.
 -- A job that fails wrote nothing: every key it would write is checked first, so publishing it
 -- again once the key is mended leaves one outcome, not two.
@@ -78,6 +80,14 @@ local function settle(k, a, fields, nfields)
     end
     if reply_json ~= '' and wrong_type(reply, 'list') then
         return refuse(reply, 'list')
+    end
+
+    if mode == 'release' then
+        -- its nonce would make the next claim count an attempt that never reached the API
+        if redis.call('HGET', job, 'inflight') == extra then
+            redis.call('HDEL', job, 'inflight')
+        end
+        return 'released'
     end
 
     if mode == 'retry' then

@@ -561,6 +561,41 @@ def test_sigterm_lets_requests_in_flight_finish_and_publishes_them(stack):
     assert s.mock.stats()["requests"] == 5
 
 
+def test_jobs_claimed_ahead_wait_for_a_request_slot_and_sigterm_withdraws_their_claims(
+        stack, daemons):
+    """max_inflight 16 holds 16 requests and claims 2 jobs ahead (max_inflight / 8), which go
+    the moment requests finish. SIGTERM lets the 16 finish and withdraws the 2 claims: after a
+    restart they are created at their first attempt, not counted as possibly sent before."""
+    s = stack("--latency-ms", "1500", api={"max_inflight": 16},
+              queue={"shutdown_grace_ms": 8000})
+    dh.enqueue(s.raw, [{"job_id": f"ahead-{i:02d}", "payload": compact(body(f"ahead-{i:02d}"))}
+                       for i in range(30)])
+    wait_in_flight(s.mock, 16)
+    harness.wait_until(lambda: dh.pending_count(s.redis) == 18, timeout=5,
+                       message="16 jobs sent and 2 claimed ahead")
+    claimed = [k for k in s.redis.keys(f"{dh.PREFIX}:job:ahead-*")
+               if s.redis.hget(k, "state") == "active"]
+    assert len(claimed) == 18 and all(s.redis.hget(k, "inflight") for k in claimed)
+    time.sleep(0.3)
+    assert s.mock.stats()["concurrent_requests"] == 16  # never more requests than max_inflight
+
+    s.daemon.send_signal(signal.SIGTERM)
+    assert s.daemon.wait(timeout=10) == 0
+    assert len(s.results.jobs()) == 16
+    assert s.mock.stats()["requests"] == 16
+    assert dh.pending_count(s.redis) == 2
+    assert len(re.findall(r"not sent before shutdown: claim withdrawn", s.daemon.logs())) == 2
+    assert not [k for k in claimed if s.redis.hget(k, "inflight")]
+
+    s.mock.set_faults(latency_ms=0)
+    daemons(s.config).wait_ready()
+    s.results.wait(30, timeout=15)
+    for outcome in s.results.jobs():
+        assert outcome["status"] == "created" and outcome["attempts"] == "1", outcome
+        assert "recovered" not in outcome
+    assert s.mock.stats()["requests"] == 30
+    assert_queue_empty(s)
+
 def test_sigterm_with_short_grace_leaves_jobs_pending_for_the_next_start(stack, daemons):
     s = stack("--latency-ms", "1500", queue={"shutdown_grace_ms": 200})
     dh.enqueue(s.raw, [{"job_id": f"grace-{i}", "payload": compact(body(f"grace-{i}"))}

@@ -47,14 +47,14 @@ def publish_final(r, job_id, entry, now, fresh, outcome, take=0, claims=0):
 
 
 def publish_batch(r, jobs, now, take=0, claims=0):
-    """One publish settling every (job_id, entry, fresh, outcome[, batch]) of jobs:
-    (verdicts, entries)."""
+    """One publish settling every (job_id, entry, fresh, outcome[, batch[, mode, extra]]) of
+    jobs: (verdicts, entries)."""
     keys, args = [JOBS, RESULTS, RETRY, DEAD], [GROUP, CONSUMER, 3600, 1000, 60, now, take, claims,
                                                  f"{PREFIX}:job:", "c1:7:", 41, len(jobs)]
-    for job_id, entry, fresh, outcome, *batch in jobs:
-        batch = batch[0] if batch else ""
+    for job_id, entry, fresh, outcome, *rest in jobs:
+        batch, mode, extra = (rest + ["", "final", ""][len(rest):])
         keys += [f"{PREFIX}:job:{job_id}", f"{PREFIX}:batch:{batch}" if batch else JOBS, JOBS]
-        args += [entry, "final", "", batch, outcome["status"], job_id, "", "",
+        args += [entry, mode, "", batch, outcome.get("status", ""), job_id, extra, "",
                  "1" if fresh else "", len(outcome)] + [v for kv in outcome.items() for v in kv]
     reply = script(r, "publish")(keys=keys, args=args)
     return reply[0], reply[1] if len(reply) > 1 else []
@@ -250,3 +250,18 @@ def test_a_results_stream_of_the_wrong_type_stops_the_publish_before_any_write(r
         publish_batch(r, [("d", entry, True, created("d", 2000))], 2000)
     assert r.hget(f"{PREFIX}:job:d", "state") == "active"
     assert r.xpending(JOBS, GROUP)["pending"] == 1
+
+
+def test_release_withdraws_only_its_own_claim_and_leaves_the_entry_pending(r):
+    """Shutdown with a job claimed but never sent: its nonce goes, so the next claim (a new
+    nonce) counts no attempt; a nonce that is not the releaser's stays."""
+    mine, theirs = enqueue_and_read(r, "m"), enqueue_and_read(r, "o")
+    claim(r, "m", mine, 1000, "c1:7:5")
+    claim(r, "o", theirs, 1000, "other:1:1")
+    verdicts, _ = publish_batch(r, [("m", mine, True, {}, "", "release", "c1:7:5"),
+                                    ("o", theirs, True, {}, "", "release", "c1:7:6")], 2000)
+    assert verdicts == ["released", "released"]
+    assert "inflight" not in r.hgetall(f"{PREFIX}:job:m")
+    assert r.hget(f"{PREFIX}:job:o", "inflight") == "other:1:1"
+    assert r.xpending(JOBS, GROUP)["pending"] == 2 and r.xlen(RESULTS) == 0
+    assert claim(r, "m", mine, 3000, "c1:8:1") == ["claimed", 0, 0, 1000, 0]
