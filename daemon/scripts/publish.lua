@@ -45,20 +45,19 @@ local function entry_job_id(id, f)
     return id
 end
 
--- a key someone else made of another type: a script's write stops halfway at it
-local function wrong_type(key, want)
-    local t = redis.call('TYPE', key).ok
-    return t ~= 'none' and t ~= want
-end
-
-local function refuse(key, want)
-    return 'WRONGTYPE ' .. key .. ' is not a ' .. want .. ': outcome not published'
-end
-
-for _, k in ipairs({{results, 'stream'}, {dead, 'stream'}, {retry, 'zset'}}) do
-    if wrong_type(k[1], k[2]) then
-        return redis.error_reply(refuse(k[1], k[2]))
+-- A key someone else made of another type would stop a job's writes halfway: nil when key is
+-- missing or of type want, else the refusal. The shared keys are looked at once per call.
+local types = {}
+local function refusal(key, want)
+    local t = types[key]
+    if not t then
+        t = redis.call('TYPE', key).ok
+        types[key] = t
     end
+    if t == 'none' or t == want then
+        return nil
+    end
+    return 'WRONGTYPE ' .. key .. ' is not a ' .. want .. ': outcome not published'
 end
 
 -- one job: its writes, and whether its entry is still ours to release
@@ -75,11 +74,14 @@ local function settle(k, a, fields, nfields)
         return 'stale'
     end
     -- (the job hash needs no check: HDEL, its first write, fails before any other)
-    if mode == 'final' and batch_id ~= '' and wrong_type(batch, 'hash') then
-        return refuse(batch, 'hash')
-    end
-    if reply_json ~= '' and wrong_type(reply, 'list') then
-        return refuse(reply, 'list')
+    local refused = mode ~= 'release' and refusal(results, 'stream') or
+        mode == 'retry' and refusal(retry, 'zset') or
+        mode == 'final' and (not fresh and refusal(retry, 'zset') or
+                             status == 'dead' and refusal(dead, 'stream') or
+                             batch_id ~= '' and refusal(batch, 'hash')) or
+        reply_json ~= '' and refusal(reply, 'list')
+    if refused then
+        return refused
     end
 
     if mode == 'release' then

@@ -242,14 +242,16 @@ def test_a_batch_settles_each_job_on_its_own(r):
     assert r.hget(f"{PREFIX}:job:c", "state") == "created"
 
 
-def test_a_results_stream_of_the_wrong_type_stops_the_publish_before_any_write(r):
-    entry = enqueue_and_read(r, "d")
-    claim(r, "d", entry, 1000, "n1")
+def test_a_results_stream_of_the_wrong_type_stops_every_publish_before_any_write(r):
+    entries = {job_id: enqueue_and_read(r, job_id) for job_id in ("d", "e")}
+    for job_id, entry in entries.items():
+        claim(r, job_id, entry, 1000, "n1")
     r.set(RESULTS, "not a stream")
-    with pytest.raises(Exception, match="WRONGTYPE t:results is not a stream"):
-        publish_batch(r, [("d", entry, True, created("d", 2000))], 2000)
-    assert r.hget(f"{PREFIX}:job:d", "state") == "active"
-    assert r.xpending(JOBS, GROUP)["pending"] == 1
+    verdicts, _ = publish_batch(r, [(job_id, entry, True, created(job_id, 2000))
+                                    for job_id, entry in entries.items()], 2000)
+    assert verdicts == ["WRONGTYPE t:results is not a stream: outcome not published"] * 2
+    assert r.hget(f"{PREFIX}:job:d", "state") == r.hget(f"{PREFIX}:job:e", "state") == "active"
+    assert r.xpending(JOBS, GROUP)["pending"] == 2
 
 
 def test_release_withdraws_only_its_own_claim_and_leaves_the_entry_pending(r):
