@@ -15,6 +15,7 @@
 #include "mock.h"
 #include "mock_api.h"
 #include "mock_faults.h"
+#include "mock_payload.h"
 #include "mock_server.h"
 #include "mock_stats.h"
 #include "mock_store.h"
@@ -335,6 +336,7 @@ int main(int argc, char **argv)
     int rc;
 
     log_init("databrain-mock");
+    mock_payload_init();
     ctx.faults = mock_faults_create();
     ctx.tokens = mock_tokens_create();
     opt.datasources = calloc((size_t)argc + 1, sizeof(*opt.datasources));

@@ -16,6 +16,8 @@ struct mock_payload {
     const char *datasource; /* into root */
 };
 
+/* Once at start, before any other cJSON use: payload trees are allocated from an arena. */
+void mock_payload_init(void);
 /* Parse and check body; false with an INVALID_REQUEST_BODY message in msg. */
 bool mock_payload_parse(struct mock_payload *payload, const char *body, size_t len, char *msg,
                         size_t msglen) DM_MUSTCHECK;
