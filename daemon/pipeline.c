@@ -75,12 +75,24 @@ enum publish_mode {
     PUBLISH_RELEASE,   /* shutdown: a claim whose request never went out is withdrawn */
 };
 
+/* The queues a task waits in, each through a link of its own. */
+enum task_link {
+    LINK_PERMIT,  /* for a rate-limit permit (or, claimed, for the pause or breaker to end) */
+    LINK_PUBLISH, /* for this loop pass's publish, then the next of its batch */
+    LINK_READY,   /* claimed ahead, for a request slot */
+    LINK_COUNT,
+};
+
+struct task_queue {
+    struct task *head, *tail;
+    size_t len;
+    enum task_link link;
+};
+
 /* One job held by this process, from the read of its entry to the ack of its outcome. */
 struct task {
     struct task *prev, *next;
-    struct task *permit_next;  /* FIFO of tasks waiting for a permit */
-    struct task *publish_next; /* queued for a publish, or the next of its batch */
-    struct task *ready_next;   /* FIFO of claimed tasks waiting for a request slot */
+    struct task *queue_next[LINK_COUNT];
     struct pipeline *p;
     struct job *job;
     enum task_state state;
@@ -121,14 +133,13 @@ struct pipeline {
     int cluster_permits;             /* granted by the cluster bucket, not yet used */
     bool cluster_outstanding;
     struct event *permit_ev;
-    struct task *permit_head, *permit_tail;
-    size_t permit_len;
+    struct task_queue permits;
     struct breaker *breaker;
     struct retry_policy *retry_policy;
     struct event *housekeeping_ev;
     struct event *publish_ev; /* publish_send at the end of this loop pass */
-    struct task *publish_head, *publish_tail;
-    struct task *ready_head, *ready_tail;
+    struct task_queue publishes;
+    struct task_queue ready;
     struct publish_batch *batch; /* scratch for laying out a publish's arguments */
 
     /* identity: fixed for the life of the process (a reload cannot move the queue) */
@@ -219,6 +230,57 @@ static bool build_key(char *dst, const struct pipeline *p, const char *kind, con
     memcpy(dst + lp + 1, kind, lk);
     memcpy(dst + lp + 1 + lk, id, li + 1);
     return true;
+}
+
+static void queue_push(struct task_queue *q, struct task *t)
+{
+    t->queue_next[q->link] = NULL;
+    if (q->tail != NULL)
+        q->tail->queue_next[q->link] = t;
+    else
+        q->head = t;
+    q->tail = t;
+    q->len++;
+}
+
+static void queue_push_front(struct task_queue *q, struct task *t)
+{
+    t->queue_next[q->link] = q->head;
+    q->head = t;
+    if (q->tail == NULL)
+        q->tail = t;
+    q->len++;
+}
+
+static struct task *queue_pop(struct task_queue *q)
+{
+    struct task *t = q->head;
+
+    if (t == NULL)
+        return NULL;
+    q->head = t->queue_next[q->link];
+    if (q->head == NULL)
+        q->tail = NULL;
+    t->queue_next[q->link] = NULL;
+    q->len--;
+    return t;
+}
+
+static void queue_remove(struct task_queue *q, struct task *t)
+{
+    struct task **link = &q->head, *prev = NULL;
+
+    while (*link != NULL && *link != t) {
+        prev = *link;
+        link = &(*link)->queue_next[q->link];
+    }
+    if (*link == NULL)
+        return;
+    *link = t->queue_next[q->link];
+    t->queue_next[q->link] = NULL;
+    if (q->tail == t)
+        q->tail = prev;
+    q->len--;
 }
 
 static void update_gauges(struct pipeline *p)
@@ -538,7 +600,7 @@ static void reader_kick(struct pipeline *p)
     if (p->draining || p->freeing || p->read_outstanding)
         return;
     /* paused by an operator, or the API is failing and a job to probe with is at hand */
-    if (p->paused || (breaker_state(p->breaker) != BREAKER_STATE_CLOSED && p->permit_len > 0))
+    if (p->paused || (breaker_state(p->breaker) != BREAKER_STATE_CLOSED && p->permits.len > 0))
         return;
     if (redis_client_state(p->reader) != REDIS_CLIENT_CONNECTED)
         return;
@@ -634,7 +696,7 @@ static void permit_refund(struct pipeline *p)
         rate_limiter_refund(p->limiter);
     else
         p->cluster_permits++;
-    if (p->permit_head != NULL)
+    if (p->permits.head != NULL)
         permit_timer_in(p, 0);
 }
 
@@ -650,7 +712,7 @@ static bool permit_take(struct pipeline *p, uint64_t now_us)
     /* one round trip asks for as many permits as jobs wait, at most a read's worth */
     if (!p->cluster_outstanding)
         p->cluster_outstanding = cluster_limiter_acquire(
-            p->cluster, (int)(p->permit_len < 64 ? p->permit_len : 64), on_cluster_grant, p);
+            p->cluster, (int)(p->permits.len < 64 ? p->permits.len : 64), on_cluster_grant, p);
     if (!p->cluster_outstanding)
         permit_timer_in(p, 100000u);
     return false;
@@ -659,10 +721,10 @@ static bool permit_take(struct pipeline *p, uint64_t now_us)
 /* Hand out permits in arrival order; re-arm the timer for the next one. */
 static void permit_grant(struct pipeline *p)
 {
-    while (p->permit_head != NULL && !p->paused && !p->draining) {
+    while (p->permits.head != NULL && !p->paused && !p->draining) {
         uint64_t now_us = clock_monotonic_us();
         enum breaker_permit permit = breaker_allow(p->breaker, (int64_t)(now_us / 1000));
-        struct task *t = p->permit_head;
+        struct task *t;
 
         if (permit == BREAKER_PERMIT_DENY) {
             int64_t next = breaker_next_probe_ms(p->breaker);
@@ -680,11 +742,7 @@ static void permit_grant(struct pipeline *p)
                 breaker_probe_cancel(p->breaker);
             return;
         }
-        p->permit_len--;
-        p->permit_head = t->permit_next;
-        if (p->permit_head == NULL)
-            p->permit_tail = NULL;
-        t->permit_next = NULL;
+        t = queue_pop(&p->permits);
         t->probe = permit == BREAKER_PERMIT_PROBE;
         t->permitted = true;
         /* a job held back by an auth pause keeps its claim: it only needs sending again */
@@ -707,13 +765,8 @@ static void task_queue_for_permit(struct task *t)
     struct pipeline *p = t->p;
 
     t->state = TASK_PERMIT_WAIT;
-    p->permit_len++;
-    if (p->permit_tail != NULL)
-        p->permit_tail->permit_next = t;
-    else
-        p->permit_head = t;
-    p->permit_tail = t;
-    if (p->permit_head == t)
+    queue_push(&p->permits, t);
+    if (p->permits.head == t)
         permit_grant(p);
 }
 
@@ -723,28 +776,7 @@ static void task_requeue_first(struct task *t)
     struct pipeline *p = t->p;
 
     t->state = TASK_PERMIT_WAIT;
-    p->permit_len++;
-    t->permit_next = p->permit_head;
-    p->permit_head = t;
-    if (p->permit_tail == NULL)
-        p->permit_tail = t;
-}
-
-/* Take a task out of the permit queue (shutdown drops it before it is claimed). */
-static void permit_unqueue(struct pipeline *p, struct task *t)
-{
-    struct task **link = &p->permit_head, *prev = NULL;
-
-    while (*link != NULL && *link != t) {
-        prev = *link;
-        link = &(*link)->permit_next;
-    }
-    if (*link == NULL)
-        return;
-    *link = t->permit_next;
-    p->permit_len--;
-    if (p->permit_tail == t)
-        p->permit_tail = prev;
+    queue_push_front(&p->permits, t);
 }
 
 /* ==== step 3: claim the job_id ==== */
@@ -993,32 +1025,11 @@ static void task_go(struct task *t)
     permit_grant(p);
 }
 
-static void ready_unlink(struct pipeline *p, struct task *t)
-{
-    struct task **link = &p->ready_head, *prev = NULL;
-
-    while (*link != NULL && *link != t) {
-        prev = *link;
-        link = &(*link)->ready_next;
-    }
-    if (*link == NULL)
-        return;
-    *link = t->ready_next;
-    t->ready_next = NULL;
-    if (p->ready_tail == t)
-        p->ready_tail = prev;
-}
-
 /* Requests finished (or max_inflight grew): the jobs claimed ahead take the free slots. */
 static void ready_fill(struct pipeline *p)
 {
-    while (p->ready_head != NULL && !p->draining &&
-           p->sending < (size_t)p->cfg->max_inflight) {
-        struct task *t = p->ready_head;
-
-        ready_unlink(p, t);
-        task_go(t);
-    }
+    while (p->ready.head != NULL && !p->draining && p->sending < (size_t)p->cfg->max_inflight)
+        task_go(queue_pop(&p->ready));
 }
 
 /* Take in the answer to a task's request (or its failure), and decide the outcome. */
@@ -1113,12 +1124,7 @@ static void task_send(struct task *t)
     if (p->sending >= (size_t)p->cfg->max_inflight) {
         /* claimed ahead: it goes when a request finishes (ready_fill) */
         t->state = TASK_READY;
-        t->ready_next = NULL;
-        if (p->ready_tail != NULL)
-            p->ready_tail->ready_next = t;
-        else
-            p->ready_head = t;
-        p->ready_tail = t;
+        queue_push(&p->ready, t);
         return;
     }
     t->state = TASK_SEND_WAIT;
@@ -1159,7 +1165,7 @@ static size_t publish_permits(struct pipeline *p, size_t take)
     uint64_t now_us = clock_monotonic_us();
     size_t n = 0;
 
-    if (p->permit_head != NULL)
+    if (p->permits.head != NULL)
         return 0;
     while (n < take && permit_try(p, now_us))
         n++;
@@ -1218,7 +1224,7 @@ static void task_published(struct task *t, const redisReply *reply, const redisR
     }
 }
 
-/* The reply to a batch's publish: head is its first task, the others follow on publish_next. */
+/* The reply to a batch's publish: arg is its first task, the others follow on LINK_PUBLISH. */
 static void on_publish(struct redis_client *c, struct redisReply *reply, void *arg)
 {
     struct task *t = arg;
@@ -1237,9 +1243,9 @@ static void on_publish(struct redis_client *c, struct redisReply *reply, void *a
     if (t->take > 0)
         publish_settle_take(t, entries);
     while (t != NULL) {
-        struct task *next = t->publish_next; /* t may be done and freed */
+        struct task *next = t->queue_next[LINK_PUBLISH]; /* t may be done and freed */
 
-        t->publish_next = NULL;
+        t->queue_next[LINK_PUBLISH] = NULL;
         if (reply == NULL) /* entries it may have read stay pending: the reconnect finds them */
             task_hold_outcome(t);
         else
@@ -1263,14 +1269,9 @@ static void task_publish(struct task *t)
         return;
     }
     t->state = TASK_PUBLISH_QUEUED;
-    t->publish_next = NULL;
-    if (p->publish_tail != NULL) {
-        p->publish_tail->publish_next = t;
-    } else {
-        p->publish_head = t;
+    queue_push(&p->publishes, t);
+    if (p->publishes.len == 1)
         event_active(p->publish_ev, EV_TIMEOUT, 0);
-    }
-    p->publish_tail = t;
 }
 
 /* What one job passes to the publish script, rendered before the call's arguments are laid out. */
@@ -1378,30 +1379,21 @@ static void publish_slot_args(struct publish_batch *b, struct publish_slot *s)
 static void publish_send(struct pipeline *p)
 {
     struct publish_batch *b = p->batch;
-    struct task *head = NULL, *tail = NULL;
+    struct task_queue batch = {.link = LINK_PUBLISH};
+    struct task *t;
     char now[DECIMAL_MAX], take_buf[DECIMAL_MAX], claims_buf[DECIMAL_MAX];
     char nonce_buf[DECIMAL_MAX], count_buf[DECIMAL_MAX];
     size_t n = 0, take, claims;
     bool sent;
 
-    while (p->publish_head != NULL && n < PUBLISH_BATCH_MAX) {
-        struct task *t = p->publish_head;
-
-        p->publish_head = t->publish_next;
-        t->publish_next = NULL;
+    while (n < PUBLISH_BATCH_MAX && (t = queue_pop(&p->publishes)) != NULL) {
         if (!publish_slot_prepare(p, &b->slots[n], t)) {
             t->state = TASK_PUBLISH_WAIT;
             continue;
         }
-        if (tail != NULL)
-            tail->publish_next = t;
-        else
-            head = t;
-        tail = t;
+        queue_push(&batch, t); /* the batch's tasks stay linked until its reply */
         n++;
     }
-    if (p->publish_head == NULL)
-        p->publish_tail = NULL;
     if (n == 0)
         return;
     take = publish_take(p, n);
@@ -1434,11 +1426,11 @@ static void publish_send(struct pipeline *p)
     for (size_t i = 0; i < n; i++)
         publish_slot_args(b, &b->slots[i]);
 
-    sent = redis_client_eval(p->writer, on_publish, head, 0, p->publish_script, (int)(4 + 3 * n),
+    sent = redis_client_eval(p->writer, on_publish, batch.head, 0, p->publish_script, (int)(4 + 3 * n),
                              (int)b->argc, b->argv, b->lens);
     if (sent) {
-        head->take = take;
-        head->take_claims = claims;
+        batch.head->take = take;
+        batch.head->take_claims = claims;
         p->nonce_counter += claims; /* the script numbers its claims' nonces from here */
         p->reserved += take;
         if (take > 0)
@@ -1447,17 +1439,12 @@ static void publish_send(struct pipeline *p)
         while (claims-- > 0)
             permit_refund(p);
     }
-    while (head != NULL) {
-        struct task *t = head;
-
-        if (sent) {
+    if (sent) {
+        for (t = batch.head; t != NULL; t = t->queue_next[LINK_PUBLISH])
             t->state = TASK_PUBLISHING;
-            head = t->publish_next;
-        } else {
-            head = t->publish_next;
-            t->publish_next = NULL;
+    } else {
+        while ((t = queue_pop(&batch)) != NULL)
             task_hold_outcome(t);
-        }
     }
 }
 
@@ -1471,7 +1458,7 @@ static void on_publish_flush(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    while (p->publish_head != NULL)
+    while (p->publishes.head != NULL)
         publish_send(p);
 }
 
@@ -1570,10 +1557,10 @@ static void on_lease_renewed(struct redis_client *c, struct redisReply *reply, v
                  t->state == TASK_SENDING ? "its late answer will be dropped" : "dropped here");
         /* a job not yet sent is simply left to its new owner */
         if (t->state == TASK_PERMIT_WAIT) {
-            permit_unqueue(p, t);
+            queue_remove(&p->permits, t);
             task_done(t);
         } else if (t->state == TASK_READY) {
-            ready_unlink(p, t);
+            queue_remove(&p->ready, t);
             task_done(t);
         } else if (t->state == TASK_CLAIM_WAIT) {
             task_done(t);
@@ -1869,6 +1856,9 @@ struct pipeline *pipeline_create(struct event_base *base, const struct config *c
     p->base = base;
     p->cfg = cfg;
     p->metrics = metrics;
+    p->permits.link = LINK_PERMIT;
+    p->publishes.link = LINK_PUBLISH;
+    p->ready.link = LINK_READY;
     breaker_options(cfg, &bs);
     snprintf(p->prefix, sizeof(p->prefix), "%s", cfg->prefix);
     snprintf(p->group, sizeof(p->group), "%s", cfg->group);
@@ -1985,9 +1975,9 @@ void pipeline_drain(struct pipeline *p)
         struct task *next = t->next;
 
         if (t->state == TASK_PERMIT_WAIT)
-            permit_unqueue(p, t);
+            queue_remove(&p->permits, t);
         else if (t->state == TASK_READY)
-            ready_unlink(p, t);
+            queue_remove(&p->ready, t);
         if ((t->state == TASK_PERMIT_WAIT || t->state == TASK_READY) && t->claimed) {
             if (t->permitted) {
                 t->permitted = false;
