@@ -104,6 +104,7 @@ struct task {
     bool fresh;      /* the claim created the job hash: no leftovers of earlier attempts in it */
     bool permitted;  /* holds a rate-limit permit, given back if no request goes out */
     bool wait_logged;
+    bool refusal_logged; /* an outcome Redis refused: said once at error, then at debug */
     int attempts_before;
     /* the first of a batch: entries its publish reads into the slots it frees (reserved
      * meanwhile), and how many of them the publish claims, a permit held for each */
@@ -1193,6 +1194,21 @@ static void publish_settle_take(struct task *head, const redisReply *entries)
     event_active(p->kick_ev, EV_TIMEOUT, 0); /* the slots it reserved are free again */
 }
 
+/* Redis refused the outcome (a key of the wrong type, out of memory, ...): the next tick tries
+ * again, and the metric counts every refusal while the log says it once per job */
+static void task_refused(struct task *t, const char *why)
+{
+    char who[WHO_MAX];
+
+    metrics_outcome_refused(t->p->metrics);
+    if (!t->refusal_logged)
+        log_error("%s: publishing the outcome failed: %s (tried again every second)",
+                  task_who(t, who), why);
+    else
+        log_debug("%s: publishing the outcome failed again: %s", task_who(t, who), why);
+    t->refusal_logged = true;
+}
+
 /* One job's verdict in a publish reply (NULL: none, the whole call failed). */
 static void task_published(struct task *t, const redisReply *reply, const redisReply *verdict)
 {
@@ -1201,8 +1217,7 @@ static void task_published(struct task *t, const redisReply *reply, const redisR
 
     t->state = TASK_PUBLISH_WAIT; /* unless it ends here, the next tick publishes it again */
     if (verdict == NULL || verdict->type != REDIS_REPLY_STRING) {
-        log_error("%s: publishing the outcome failed: %s", task_who(t, who),
-                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        task_refused(t, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
     } else if (strcmp(verdict->str, "ok") == 0) {
         if (t->mode == PUBLISH_RETRY)
             metrics_job_retried(p->metrics);
@@ -1220,7 +1235,7 @@ static void task_published(struct task *t, const redisReply *reply, const redisR
         metrics_outcome_stale(p->metrics);
         task_done(t);
     } else {
-        log_error("%s: publishing the outcome failed: %s", task_who(t, who), verdict->str);
+        task_refused(t, verdict->str);
     }
 }
 

@@ -12,6 +12,7 @@ struct metrics {
     uint64_t jobs[3];
     uint64_t duplicates;
     uint64_t stale;
+    uint64_t refused;
     uint64_t retries;
     int paused_why;
     uint64_t http_by_code[MAX_HTTP_CODE]; /* index 0: transport errors */
@@ -86,6 +87,11 @@ void metrics_outcome_stale(struct metrics *m)
     m->stale++;
 }
 
+void metrics_outcome_refused(struct metrics *m)
+{
+    m->refused++;
+}
+
 void metrics_job_retried(struct metrics *m)
 {
     m->retries++;
@@ -118,6 +124,9 @@ void metrics_render(const struct metrics *m, const char *version, struct strbuf 
     header(sb, "datamartd_stale_outcomes_total", "counter",
            "Outcomes dropped because the entry was no longer ours.");
     strbuf_printf(sb, "datamartd_stale_outcomes_total %llu\n", (unsigned long long)m->stale);
+    header(sb, "datamartd_refused_outcomes_total", "counter",
+           "Outcome writes Redis refused; each is tried again every second.");
+    strbuf_printf(sb, "datamartd_refused_outcomes_total %llu\n", (unsigned long long)m->refused);
 
     header(sb, "datamartd_retries_total", "counter",
            "Transient failures that scheduled another attempt.");

@@ -24,6 +24,7 @@ void metrics_set_redis_commands(struct metrics *m, uint64_t reader, uint64_t wri
 /* entries in P:jobs not yet delivered to the group; negative when unknown */
 void metrics_set_queue_lag(struct metrics *m, long long lag);
 void metrics_outcome_stale(struct metrics *m);
+void metrics_outcome_refused(struct metrics *m); /* Redis refused to write an outcome */
 /* a transient failure parked the job in P:retry */
 void metrics_job_retried(struct metrics *m);
 /* 0 closed, 1 open because of transient failures, 2 paused because the API rejects the token */
