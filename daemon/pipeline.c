@@ -63,7 +63,7 @@ enum task_state {
     TASK_SEND_WAIT, /* the submitter could not start it; tried again at the next tick */
     TASK_READY,     /* claimed, waiting for one of the max_inflight requests to finish */
     TASK_SENDING,
-    TASK_PUBLISH_WAIT, /* outcome decided, Redis unreachable: held in memory until it is back */
+    TASK_PUBLISH_WAIT,   /* outcome decided, Redis unreachable: held in memory until it is back */
     TASK_PUBLISH_QUEUED, /* for the publish at the end of this loop pass */
     TASK_PUBLISHING,
 };
@@ -83,6 +83,7 @@ enum task_link {
     LINK_COUNT,
 };
 
+/* A FIFO of tasks through their link `link`: a task is in each kind of queue at most once. */
 struct task_queue {
     struct task *head, *tail;
     size_t len;
@@ -328,7 +329,6 @@ static size_t slots_free(const struct pipeline *p)
     size_t used = p->held + p->reserved, max = (size_t)p->cfg->max_inflight;
 
     max += max / READ_AHEAD_DIV;
-
     return used < max ? max - used : 0;
 }
 
@@ -1264,9 +1264,8 @@ static void on_publish(struct redis_client *c, struct redisReply *reply, void *a
         if (reply == NULL) /* entries it may have read stay pending: the reconnect finds them */
             task_hold_outcome(t);
         else
-            task_published(t, reply,
-                           verdicts != NULL && i < verdicts->elements ? verdicts->element[i]
-                                                                        : NULL);
+            task_published(
+                t, reply, verdicts != NULL && i < verdicts->elements ? verdicts->element[i] : NULL);
         i++;
         t = next;
     }
@@ -1441,8 +1440,8 @@ static void publish_send(struct pipeline *p)
     for (size_t i = 0; i < n; i++)
         publish_slot_args(b, &b->slots[i]);
 
-    sent = redis_client_eval(p->writer, on_publish, batch.head, 0, p->publish_script, (int)(4 + 3 * n),
-                             (int)b->argc, b->argv, b->lens);
+    sent = redis_client_eval(p->writer, on_publish, batch.head, 0, p->publish_script,
+                             (int)(4 + 3 * n), (int)b->argc, b->argv, b->lens);
     if (sent) {
         batch.head->take = take;
         batch.head->take_claims = claims;
