@@ -598,6 +598,33 @@ def test_jobs_claimed_ahead_wait_for_a_request_slot_and_sigterm_withdraws_their_
     assert s.mock.stats()["requests"] == 30
     assert_queue_empty(s)
 
+def test_sigterm_during_an_auth_pause_withdraws_the_claims_of_held_back_jobs(stack, daemons):
+    """The API refuses the token: the jobs it answered 401 wait, still claimed, for a new token.
+    SIGTERM withdraws those claims, so once the token is right they are created at attempt 1
+    (a 401 spends no attempt), not counted as possibly sent before."""
+    s = stack(mock_token="a-token-the-daemon-does-not-have", api={"max_inflight": 4},
+              breaker={"enabled": "yes", "probe_interval_ms": 60000, "probe_max_ms": 60000})
+    dh.enqueue(s.raw, [{"job_id": f"auth-{i}", "payload": compact(body(f"auth-{i}"))}
+                       for i in range(4)])
+    harness.wait_until(lambda: len(re.findall(r": held back: ", s.daemon.logs())) >= 1,
+                       timeout=10, message="a job held back by the auth pause")
+    time.sleep(0.3)  # the other answers of the first round come back
+    held = set(re.findall(r"job_id=(auth-\d) .*: held back: ", s.daemon.logs()))
+
+    s.daemon.send_signal(signal.SIGTERM)
+    assert s.daemon.wait(timeout=10) == 0
+    withdrawn = set(re.findall(r"job_id=(auth-\d) .*claim withdrawn", s.daemon.logs()))
+    assert held and withdrawn >= held
+    assert not [k for k in s.redis.keys(f"{dh.PREFIX}:job:auth-*") if s.redis.hget(k, "inflight")]
+    assert s.results.jobs() == [] and dh.pending_count(s.redis) == 4
+
+    s.mock.set_tokens([TOKEN])
+    daemons(s.config).wait_ready()
+    s.results.wait(4, timeout=15)
+    for outcome in s.results.jobs():
+        assert outcome["status"] == "created" and outcome["attempts"] == "1", outcome
+    assert_queue_empty(s)
+
 def test_sigterm_with_short_grace_leaves_jobs_pending_for_the_next_start(stack, daemons):
     s = stack("--latency-ms", "1500", queue={"shutdown_grace_ms": 200})
     dh.enqueue(s.raw, [{"job_id": f"grace-{i}", "payload": compact(body(f"grace-{i}"))}
