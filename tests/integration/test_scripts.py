@@ -1,7 +1,12 @@
 """The daemon's claim and publish scripts (daemon/scripts/*.lua) run directly in a real redis-server:
 what a job hash holds after each step, for a new job (the short path: one HSET in the claim, no
 clean-up in the publish) and for a job with leftovers of an earlier attempt (the full clean-up);
-and the publish that reads the next entries into the slot it frees and claims them at once."""
+the publish that reads the next entries into the slots it frees and claims them at once; one
+publish settling several jobs, each on its own; the release of a claim never sent; and the
+publish benchmark, which drives the script the same way."""
+import json
+import subprocess
+import sys
 
 import pytest
 
@@ -267,3 +272,18 @@ def test_release_withdraws_only_its_own_claim_and_leaves_the_entry_pending(r):
     assert r.hget(f"{PREFIX}:job:o", "inflight") == "other:1:1"
     assert r.xpending(JOBS, GROUP)["pending"] == 2 and r.xlen(RESULTS) == 0
     assert claim(r, "m", mine, 3000, "c1:8:1") == ["claimed", 0, 0, 1000, 0]
+
+
+def test_the_publish_benchmark_speaks_the_scripts_protocol(tmp_path):
+    """bench/publish.sh drives publish.lua as the daemon does: it must still run every outcome
+    through it, and settling 16 per call must take fewer Redis calls per job than one."""
+    out = tmp_path / "publish.json"
+    proc = subprocess.run([sys.executable, harness.SOURCE_DIR / "bench" / "run.py", "publish",
+                           "--build-dir", tmp_path, "--out", out, "--jobs", "320",
+                           "--batch", "1,16", "--inflight", "16"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    one, sixteen = json.loads(out.read_text())["runs"]
+    assert (one["batch"], sixteen["batch"]) == (1, 16)
+    assert one["jobs"] == sixteen["jobs"] == 320
+    assert sixteen["redis_calls_per_job"] < one["redis_calls_per_job"]
