@@ -114,11 +114,24 @@ static int64_t parse_stamp(const char *line)
     return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
+/* out is one plain line written between before and after: "<stamp> ident[pid] info: text\n" */
+static void assert_plain_info_line(char *out, int64_t before, int64_t after, const char *ident,
+                                   const char *text)
+{
+    char expect[128];
+    int64_t stamp = parse_stamp(out);
+
+    assert_true(stamp >= before && stamp <= after);
+    snprintf(expect, sizeof(expect), " %s[%ld] info: %s\n", ident, (long)getpid(), text);
+    assert_string_equal(out + 24, expect);
+    free(out);
+}
+
 static void test_plain_line_format(void **state)
 {
     struct capture c;
-    char *out, expect[128];
-    int64_t before, after, stamp;
+    char *out;
+    int64_t before, after;
 
     (void)state;
     unsetenv("JOURNAL_STREAM");
@@ -129,12 +142,7 @@ static void test_plain_line_format(void **state)
     log_info("hello %d %s", 42, "world");
     out = capture_read(&c);
     after = now_ms();
-
-    stamp = parse_stamp(out);
-    assert_true(stamp >= before && stamp <= after);
-    snprintf(expect, sizeof(expect), " test-ident[%ld] info: hello 42 world\n", (long)getpid());
-    assert_string_equal(out + 24, expect);
-    free(out);
+    assert_plain_info_line(out, before, after, "test-ident", "hello 42 world");
 }
 
 static void test_levels_and_names(void **state)
@@ -324,8 +332,8 @@ static void test_buffered_lines_wait_for_flush(void **state)
 static void test_buffered_plain_line_format(void **state)
 {
     struct capture c;
-    char *out, expect[128];
-    int64_t before, after, stamp;
+    char *out;
+    int64_t before, after;
 
     (void)state;
     unsetenv("JOURNAL_STREAM");
@@ -339,12 +347,7 @@ static void test_buffered_plain_line_format(void **state)
     log_set_buffered(false);
     out = capture_read(&c);
     after = now_ms();
-
-    stamp = parse_stamp(out);
-    assert_true(stamp >= before && stamp <= after);
-    snprintf(expect, sizeof(expect), " buf-ident[%ld] info: hello 7\n", (long)getpid());
-    assert_string_equal(out + 24, expect);
-    free(out);
+    assert_plain_info_line(out, before, after, "buf-ident", "hello 7");
 }
 
 /* a warn or error line never waits, and what waited before it goes out first */
