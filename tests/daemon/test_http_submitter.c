@@ -425,6 +425,26 @@ static struct slot *round_trip(struct fixture *f, const char *body)
     return &f->slots[0];
 }
 
+/* an answer of exactly len bytes, taken in whole */
+static struct slot *expect_body(struct fixture *f, const char *body, size_t len)
+{
+    struct slot *r = round_trip(f, body);
+
+    assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
+    assert_int_equal(r->body_len, len);
+    return r;
+}
+
+/* an answer larger than the cap: refused, cap_text ("exceeds N bytes") in the error */
+static struct slot *expect_over_cap(struct fixture *f, const char *body, const char *cap_text)
+{
+    struct slot *r = round_trip(f, body);
+
+    assert_int_equal(r->outcome, HTTP_OUTCOME_TRANSPORT_ERROR);
+    assert_non_null(strstr(r->error, cap_text));
+    return r;
+}
+
 static void reconfigure(struct fixture *f, const char *url, const char *token, long request_ms,
                         size_t max_response)
 {
@@ -573,23 +593,13 @@ static void test_response_cap(void **state)
     struct slot *r;
 
     reconfigure(f, NULL, TOKEN, 5000, 1024);
-    r = round_trip(f, "size:1024");
-    assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
-    assert_int_equal(r->body_len, 1024);
-
-    r = round_trip(f, "size:4096");
-    assert_int_equal(r->outcome, HTTP_OUTCOME_TRANSPORT_ERROR);
-    assert_non_null(strstr(r->error, "exceeds 1024 bytes"));
+    expect_body(f, "size:1024", 1024);
+    r = expect_over_cap(f, "size:4096", "exceeds 1024 bytes");
     assert_int_equal(r->status, 0);
 
     /* no Content-Length: the write callback enforces the cap */
-    r = round_trip(f, "chunked:4096");
-    assert_int_equal(r->outcome, HTTP_OUTCOME_TRANSPORT_ERROR);
-    assert_non_null(strstr(r->error, "exceeds 1024 bytes"));
-
-    r = round_trip(f, "chunked:1000");
-    assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
-    assert_int_equal(r->body_len, 1000);
+    expect_over_cap(f, "chunked:4096", "exceeds 1024 bytes");
+    expect_body(f, "chunked:1000", 1000);
 }
 
 /* libcurl reads 1 KiB at a time: a 1 MiB answer still arrives whole, one byte more is refused */
@@ -600,20 +610,14 @@ static void test_response_cap_one_mib(void **state)
     struct slot *r;
 
     reconfigure(f, NULL, TOKEN, 5000, mib);
-    r = round_trip(f, "size:1048576");
-    assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
-    assert_int_equal(r->body_len, mib);
+    r = expect_body(f, "size:1048576", mib);
     assert_int_equal(r->body[0], 'x');
     assert_int_equal(r->body[mib - 1], 'x');
 
-    r = round_trip(f, "chunked:1048577");
-    assert_int_equal(r->outcome, HTTP_OUTCOME_TRANSPORT_ERROR);
-    assert_non_null(strstr(r->error, "exceeds 1048576 bytes"));
+    expect_over_cap(f, "chunked:1048577", "exceeds 1048576 bytes");
 
     /* the pooled handle starts the next answer from an empty body */
-    r = round_trip(f, "size:10");
-    assert_int_equal(r->outcome, HTTP_OUTCOME_RESPONSE);
-    assert_int_equal(r->body_len, 10);
+    r = expect_body(f, "size:10", 10);
     assert_memory_equal(r->body, "xxxxxxxxxx", 10);
 }
 
