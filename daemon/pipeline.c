@@ -452,17 +452,16 @@ static bool task_adopt_claim(struct task *t, const redisReply *e)
 {
     const redisReply *answer = e->element[2], *job_id = e->element[3], *nonce = e->element[4];
 
-    t->permitted = true;
     if (!claim_answer_valid(answer) || job_id->type != REDIS_REPLY_STRING ||
         strcmp(job_id->str, t->job->job_id) != 0 || nonce->type != REDIS_REPLY_STRING ||
         nonce->len >= sizeof(t->nonce)) {
         log_error("entry %s: claimed by the publish script as job_id %s, read here as %s",
                   t->job->entry_id, job_id->type == REDIS_REPLY_STRING ? job_id->str : "?",
                   t->job->job_id);
-        t->permitted = false;
-        permit_refund(t->p);
+        permit_refund(t->p); /* the one the publish took for this claim */
         return false;
     }
+    t->permitted = true;
     memcpy(t->nonce, nonce->str, nonce->len + 1);
     t->state = TASK_CLAIM_WAIT; /* should the answer not be taken in, the claim is made again */
     task_claimed(t, answer);
@@ -701,6 +700,15 @@ static void permit_refund(struct pipeline *p)
         permit_timer_in(p, 0);
 }
 
+/* The task will send no request (or not now): its permit goes to the next job. */
+static void task_give_back_permit(struct task *t)
+{
+    if (!t->permitted)
+        return;
+    t->permitted = false;
+    permit_refund(t->p);
+}
+
 /* One permit now, or a timer (or a cluster request) set for when there may be one. */
 static bool permit_take(struct pipeline *p, uint64_t now_us)
 {
@@ -826,10 +834,8 @@ static void task_claimed(struct task *t, const redisReply *reply)
     const char *verdict = reply->element[0]->str;
     char who[WHO_MAX];
 
-    if (t->permitted && (strcmp(verdict, "claimed") != 0 || !t->will_send)) {
-        t->permitted = false;
-        permit_refund(p);
-    }
+    if (strcmp(verdict, "claimed") != 0 || !t->will_send)
+        task_give_back_permit(t);
     if (strcmp(verdict, "claimed") == 0 && reply->elements == 5) {
         t->claimed = true;
         t->attempts_before = (int)reply->element[1]->integer;
@@ -1018,10 +1024,7 @@ static void task_go(struct task *t)
         task_send(t);
         return;
     }
-    if (t->permitted) {
-        t->permitted = false;
-        permit_refund(p);
-    }
+    task_give_back_permit(t);
     task_requeue_first(t);
     permit_grant(p);
 }
@@ -1993,10 +1996,7 @@ void pipeline_drain(struct pipeline *p)
         else if (t->state == TASK_READY)
             queue_remove(&p->ready, t);
         if ((t->state == TASK_PERMIT_WAIT || t->state == TASK_READY) && t->claimed) {
-            if (t->permitted) {
-                t->permitted = false;
-                permit_refund(p);
-            }
+            task_give_back_permit(t);
             t->mode = PUBLISH_RELEASE;
             task_publish(t);
         } else if (t->state == TASK_CLAIM_WAIT || t->state == TASK_PERMIT_WAIT) {
