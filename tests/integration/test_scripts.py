@@ -247,6 +247,20 @@ def test_a_batch_settles_each_job_on_its_own(r):
     assert r.hget(f"{PREFIX}:job:c", "state") == "created"
 
 
+def test_an_error_inside_one_jobs_settling_leaves_the_others_settled(r):
+    """A job hash overwritten with a string after its claim: HDEL, its first write, fails inside
+    the script; the error is that job's verdict and the next job of the call is still settled."""
+    entries = {job_id: enqueue_and_read(r, job_id) for job_id in ("x", "y")}
+    for job_id, entry in entries.items():
+        claim(r, job_id, entry, 1000, "n1")
+    r.set(f"{PREFIX}:job:x", "not a hash")
+    verdicts, _ = publish_batch(r, [(job_id, entry, True, created(job_id, 2000))
+                                    for job_id, entry in entries.items()], 2000)
+    assert verdicts[0].startswith("WRONGTYPE") and verdicts[1] == "ok"
+    assert [fields["job_id"] for _, fields in r.xrange(RESULTS)] == ["y"]
+    assert [e["message_id"] for e in r.xpending_range(JOBS, GROUP, "-", "+", 10)] == [
+        entries["x"]]
+
 def test_a_results_stream_of_the_wrong_type_stops_every_publish_before_any_write(r):
     entries = {job_id: enqueue_and_read(r, job_id) for job_id in ("d", "e")}
     for job_id, entry in entries.items():
