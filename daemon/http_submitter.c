@@ -18,7 +18,7 @@
 #include "log.h"
 #include "version.h"
 
-#define HTTP_USER_AGENT "datamartd/" DATAMART_VERSION
+#define HTTP_USER_AGENT "User-Agent: datamartd/" DATAMART_VERSION
 #define HTTP_URL_MAX 4096
 #define HTTP_TOKEN_MAX 4096
 /* a delay in seconds or an HTTP-date (29 characters) fits with room to spare */
@@ -35,7 +35,8 @@
 struct http_profile {
     unsigned refs;
     unsigned long id;
-    char *url;
+    /* parsed once: libcurl copies a CURLU handle per request instead of parsing the URL text */
+    CURLU *url;
     struct curl_slist *headers; /* holds the token: wiped before it is freed */
     const char *protocols;
     /* only TLS learns at connect time (ALPN) whether it can multiplex; plain http would make
@@ -101,6 +102,7 @@ struct http_submitter {
     size_t socket_pool_len;
     struct http_fd *fds; /* indexed by descriptor */
     size_t fds_len;
+    bool proxy_env; /* a proxy variable was set at start: libcurl reads them per request */
     bool closing;
 };
 
@@ -149,8 +151,9 @@ static bool host_is_loopback(const char *host)
 }
 
 /* Decide which protocols the URL may use; false (logged) when it is unusable. */
-static bool url_protocols(const char *url, bool allow_insecure_http, const char **protocols,
-                          bool *https)
+/* The parsed API URL, or NULL (logged) if it is not one datamartd may use. */
+static CURLU *url_parse(const char *url, bool allow_insecure_http, const char **protocols,
+                        bool *https)
 {
     CURLU *u = curl_url();
     char *scheme = NULL;
@@ -159,7 +162,7 @@ static bool url_protocols(const char *url, bool allow_insecure_http, const char 
 
     if (u == NULL) {
         log_error("http: out of memory parsing the API URL");
-        return false;
+        return NULL;
     }
     if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
@@ -181,8 +184,11 @@ static bool url_protocols(const char *url, bool allow_insecure_http, const char 
     }
     curl_free(scheme);
     curl_free(host);
-    curl_url_cleanup(u);
-    return ok;
+    if (!ok) {
+        curl_url_cleanup(u);
+        return NULL;
+    }
+    return u;
 }
 
 static bool token_is_valid(const char *token)
@@ -239,7 +245,7 @@ static void profile_unref(struct http_profile *p)
     for (struct curl_slist *h = p->headers; h != NULL; h = h->next)
         wipe(h->data, strlen(h->data));
     curl_slist_free_all(p->headers);
-    free(p->url);
+    curl_url_cleanup(p->url);
     free(p);
 }
 
@@ -275,23 +281,30 @@ static struct http_profile *profile_create(struct http_submitter *s,
     struct http_profile *p;
     const char *protocols;
     bool https;
+    CURLU *url;
 
-    if (!options_are_valid(o) || !url_protocols(o->url, o->allow_insecure_http, &protocols, &https))
+    if (!options_are_valid(o))
+        return NULL;
+    url = url_parse(o->url, o->allow_insecure_http, &protocols, &https);
+    if (url == NULL)
         return NULL;
     p = calloc(1, sizeof(*p));
-    if (p == NULL)
+    if (p == NULL) {
+        curl_url_cleanup(url);
         goto oom;
+    }
     p->refs = 1;
+    p->url = url;
     p->id = ++s->next_profile_id;
     p->protocols = protocols;
     p->pipewait = https;
     p->connect_timeout_ms = o->connect_timeout_ms;
     p->request_timeout_ms = o->request_timeout_ms;
     p->max_response_bytes = o->max_response_bytes;
-    p->url = strdup(o->url);
     /* an empty Expect: stops libcurl from waiting for 100-continue on larger bodies */
-    if (p->url == NULL || !profile_add_header(p, "Content-Type: application/json") ||
-        !profile_add_header(p, "Accept: application/json") || !profile_add_header(p, "Expect:") ||
+    if (!profile_add_header(p, HTTP_USER_AGENT) ||
+        !profile_add_header(p, "Content-Type: application/json") ||
+        !profile_add_header(p, "Accept:") || !profile_add_header(p, "Expect:") ||
         !profile_add_authorization(p, o->token))
         goto oom;
     return p;
@@ -400,11 +413,27 @@ static void transfer_destroy(struct http_transfer *t)
     free(t);
 }
 
+/* Whether any variable libcurl takes a proxy for http:// or https:// from is set, even empty. */
+static bool proxy_env_is_set(void)
+{
+    static const char *const names[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                                        "ALL_PROXY"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (getenv(names[i]) != NULL)
+            return true;
+    return false;
+}
+
 /* Options that never change for a pooled handle. */
 static bool transfer_set_fixed_options(struct http_submitter *s, struct http_transfer *t)
 {
     CURL *e = t->easy;
 
+    /* with no proxy variable, "*" is what libcurl would conclude, without reading the
+     * environment for every request */
+    if (!s->proxy_env && curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK)
+        return false;
     return curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)t) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->curl_error) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, transfer_on_body) == CURLE_OK &&
@@ -418,7 +447,6 @@ static bool transfer_set_fixed_options(struct http_submitter *s, struct http_tra
            curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, transfer_on_closesocket) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, (void *)s) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-           curl_easy_setopt(e, CURLOPT_USERAGENT, HTTP_USER_AGENT) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
            curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
@@ -481,7 +509,9 @@ static bool transfer_prepare(struct http_transfer *t, struct http_profile *p, co
     CURL *e = t->easy;
 
     if (t->applied_profile != p->id) {
-        if (curl_easy_setopt(e, CURLOPT_URL, p->url) != CURLE_OK ||
+        /* clearing the URL text makes libcurl render the new CURLU once, for this handle */
+        if (curl_easy_setopt(e, CURLOPT_URL, NULL) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_CURLU, p->url) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->headers) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, p->protocols) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, p->protocols) != CURLE_OK ||
@@ -917,6 +947,7 @@ struct http_submitter *http_submitter_create(struct event_base *base,
         return NULL;
     }
     s->base = base;
+    s->proxy_env = proxy_env_is_set();
     if (evtimer_assign(&s->timer, base, submitter_on_timer, s) != 0 ||
         event_assign(&s->now, base, -1, 0, submitter_on_timer, s) != 0)
         goto fail;
