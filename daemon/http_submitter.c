@@ -15,6 +15,7 @@
 /* struct event is embedded in pooled objects to avoid an allocation per socket */
 #include <event2/event_struct.h>
 
+#include "libcurl_heap.h"
 #include "log.h"
 #include "version.h"
 
@@ -936,14 +937,14 @@ struct http_submitter *http_submitter_create(struct event_base *base,
 
     if (base == NULL)
         return NULL;
-    if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) {
+    if (!libcurl_heap_init()) {
         log_error("http: curl_global_init failed");
         return NULL;
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
         log_error("http: out of memory");
-        curl_global_cleanup();
+        libcurl_heap_cleanup();
         return NULL;
     }
     s->base = base;
@@ -1075,7 +1076,7 @@ void http_submitter_free(struct http_submitter *s)
         event_del(&s->now);
     profile_unref(s->profile);
     free(s);
-    curl_global_cleanup();
+    libcurl_heap_cleanup();
 }
 
 const char *http_outcome_name(enum http_outcome outcome)
