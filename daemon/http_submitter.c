@@ -15,8 +15,8 @@
 /* struct event is embedded in pooled objects to avoid an allocation per socket */
 #include <event2/event_struct.h>
 
-#include "libcurl_heap.h"
 #include "log.h"
+#include "loop_heap.h"
 #include "version.h"
 
 #define HTTP_USER_AGENT "User-Agent: datamartd/" DATAMART_VERSION
@@ -930,6 +930,26 @@ static bool submitter_apply_connection_limits(struct http_submitter *s, int max_
                CURLM_OK;
 }
 
+/* curl_global_init with libcurl allocating from the loop heap: only the first call sets the
+ * allocator, later ones count */
+static bool global_init(void)
+{
+    if (!loop_heap_init())
+        return false;
+    if (curl_global_init_mem(CURL_GLOBAL_ALL, loop_heap_malloc, loop_heap_free, loop_heap_realloc,
+                             loop_heap_strdup, loop_heap_calloc) != CURLE_OK) {
+        loop_heap_cleanup();
+        return false;
+    }
+    return true;
+}
+
+static void global_cleanup(void)
+{
+    curl_global_cleanup();
+    loop_heap_cleanup();
+}
+
 struct http_submitter *http_submitter_create(struct event_base *base,
                                              const struct http_submitter_options *opts)
 {
@@ -937,14 +957,14 @@ struct http_submitter *http_submitter_create(struct event_base *base,
 
     if (base == NULL)
         return NULL;
-    if (!libcurl_heap_init()) {
+    if (!global_init()) {
         log_error("http: curl_global_init failed");
         return NULL;
     }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
         log_error("http: out of memory");
-        libcurl_heap_cleanup();
+        global_cleanup();
         return NULL;
     }
     s->base = base;
@@ -1076,7 +1096,7 @@ void http_submitter_free(struct http_submitter *s)
         event_del(&s->now);
     profile_unref(s->profile);
     free(s);
-    libcurl_heap_cleanup();
+    global_cleanup();
 }
 
 const char *http_outcome_name(enum http_outcome outcome)

@@ -21,6 +21,8 @@
 
 #include "clock.h"
 #include "log.h"
+#include "loop_heap.h"
+#include "redis_reply.h"
 
 #define CLIENT_DEFAULT_NAME "datamartd"
 #define CLIENT_NAME_MAX 64
@@ -899,6 +901,7 @@ static void client_connect(struct redis_client *c)
         redisAsyncFree(ac);
         goto failed;
     }
+    redis_reply_attach(ac->c.reader);
     if (c->opts.socket == NULL && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
         log_warn("redis %s: TCP keepalive unavailable: %s", c->opts.name, ac->c.errstr);
         /* hiredis would treat the leftover error as fatal on the next read */
@@ -943,6 +946,11 @@ struct redis_client *redis_client_create(struct event_base *base,
     if (c == NULL)
         return NULL;
     if (!options_load(&c->opts, opts)) {
+        free(c);
+        return NULL;
+    }
+    if (!loop_heap_init()) {
+        options_clear(&c->opts);
         free(c);
         return NULL;
     }
@@ -1186,4 +1194,6 @@ void redis_client_free(struct redis_client *c)
     free(c->scripts);
     options_clear(&c->opts);
     free(c);
+    /* after the contexts: their replies' blocks went back to the heap above */
+    loop_heap_cleanup();
 }
