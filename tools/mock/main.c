@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "loop_heap.h"
 #include "mock.h"
 #include "mock_api.h"
 #include "mock_faults.h"
@@ -336,6 +337,13 @@ int main(int argc, char **argv)
     int rc;
 
     log_init("databrain-mock");
+    /* evhttp allocates a request, its URI and every header name and value per request: from a
+     * pool, not through glibc's bins; before libevent allocates anything */
+    if (!loop_heap_init()) {
+        log_error("out of memory");
+        return EXIT_FAILURE;
+    }
+    event_set_mem_functions(loop_heap_malloc, loop_heap_realloc, loop_heap_free);
     mock_payload_init();
     ctx.faults = mock_faults_create();
     ctx.tokens = mock_tokens_create();
@@ -387,5 +395,6 @@ done:
     mock_tokens_free(ctx.tokens);
     mock_faults_free(ctx.faults);
     free(opt.datasources);
+    loop_heap_cleanup();
     return rc;
 }

@@ -1,10 +1,10 @@
-/* The event loop thread's heap for the libraries that allocate per request: libcurl (through
- * curl_global_init_mem) and hiredis replies (redis_reply.h). A block pool serves the thread that
- * first initialises it; any other thread (libcurl's resolver threads) gets plain malloc. Every
- * block is a plain malloc block, so any thread may free any block, before, during or after the
- * pool's life. */
-#ifndef DATAMARTD_LOOP_HEAP_H
-#define DATAMARTD_LOOP_HEAP_H
+/* The event loop thread's heap for the libraries that allocate per request: in datamartd libcurl
+ * (curl_global_init_mem) and hiredis replies (daemon/redis_reply.h), in databrain-mock libevent
+ * (event_set_mem_functions). A block pool serves the thread that first initialises it; any other
+ * thread (libcurl's resolver threads) gets plain malloc. Every block is a plain malloc block, so
+ * any thread may free any block, before, during or after the pool's life. */
+#ifndef DATAMART_LOOP_HEAP_H
+#define DATAMART_LOOP_HEAP_H
 
 #include <stdbool.h>
 #include <stddef.h>
