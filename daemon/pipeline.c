@@ -1046,6 +1046,7 @@ static void task_answered(struct task *t, const struct http_result *res)
     int64_t retry_after_ms = -1;
     bool probe = t->probe;
     char who[WHO_MAX];
+    long took_ms;
 
     t->probe = false;
     if (res->outcome == HTTP_OUTCOME_ABORTED) {
@@ -1091,19 +1092,21 @@ static void task_answered(struct task *t, const struct http_result *res)
     }
     permit_grant(p); /* a probe's result may have reopened the gate */
 
+    /* whole milliseconds: glibc's %f costs as much as the rest of the line */
+    took_ms = (long)(res->total_s * 1000.0 + 0.5);
     if (t->mode == PUBLISH_RETRY)
-        log_info("%s: attempt %d failed, %s: %s (HTTP %ld, %.3f s); next attempt in %lld ms",
+        log_info("%s: attempt %d failed, %s: %s (HTTP %ld, %ld ms); next attempt in %lld ms",
                  task_who(t, who), t->outcome.attempts, c.code, t->outcome.error_message,
-                 res->status, res->total_s, (long long)(t->due_ms - clock_realtime_ms()));
+                 res->status, took_ms, (long long)(t->due_ms - clock_realtime_ms()));
     else if (t->outcome.status == OUTCOME_CREATED)
-        log_info("%s: created datamart %s%s (HTTP %ld, %.3f s)", task_who(t, who),
+        log_info("%s: created datamart %s%s (HTTP %ld, %ld ms)", task_who(t, who),
                  t->outcome.datamart_id,
                  t->outcome.recovered ? " (recovered after a lost answer)" : "", res->status,
-                 res->total_s);
+                 took_ms);
     else
-        log_info("%s: %s %s: %s (HTTP %ld, %.3f s)", task_who(t, who),
+        log_info("%s: %s %s: %s (HTTP %ld, %ld ms)", task_who(t, who),
                  outcome_status_name(t->outcome.status), t->outcome.error_code,
-                 t->outcome.error_message, res->status, res->total_s);
+                 t->outcome.error_message, res->status, took_ms);
     task_publish(t);
 }
 
