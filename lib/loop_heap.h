@@ -12,7 +12,7 @@
 #include "compiler.h"
 
 /* freed blocks kept for reuse, at most */
-#define LOOP_HEAP_CACHE (256 * 1024)
+#define LOOP_HEAP_CACHE (128 * 1024)
 
 /* Counted: the first call creates the pool for the calling thread; each success needs one
  * loop_heap_cleanup(). Without it every call below is plain malloc. */
