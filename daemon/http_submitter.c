@@ -151,8 +151,7 @@ static bool host_is_loopback(const char *host)
     return (ntohl(a4.s_addr) >> 24) == 127;
 }
 
-/* Decide which protocols the URL may use; false (logged) when it is unusable. */
-/* The parsed API URL, or NULL (logged) if it is not one datamartd may use. */
+/* The parsed API URL and the protocols it may use; NULL (logged) when datamartd may not use it. */
 static CURLU *url_parse(const char *url, bool allow_insecure_http, const char **protocols,
                         bool *https)
 {
@@ -302,7 +301,8 @@ static struct http_profile *profile_create(struct http_submitter *s,
     p->connect_timeout_ms = o->connect_timeout_ms;
     p->request_timeout_ms = o->request_timeout_ms;
     p->max_response_bytes = o->max_response_bytes;
-    /* an empty Expect: stops libcurl from waiting for 100-continue on larger bodies */
+    /* empty Accept: and Expect: drop libcurl's own: no default Accept (the API answers JSON, and
+     * libcurl formats every header byte one at a time), no 100-continue wait on larger bodies */
     if (!profile_add_header(p, HTTP_USER_AGENT) ||
         !profile_add_header(p, "Content-Type: application/json") ||
         !profile_add_header(p, "Accept:") || !profile_add_header(p, "Expect:") ||
