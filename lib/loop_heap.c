@@ -23,7 +23,9 @@ void *loop_heap_malloc(size_t size)
 
 void loop_heap_free(void *block)
 {
-    block_pool_release(pool_here(), block);
+    /* libcurl frees NULL about a hundred times per request */
+    if (block != NULL)
+        block_pool_release(pool_here(), block);
 }
 
 void *loop_heap_realloc(void *block, size_t size)
