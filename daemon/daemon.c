@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -11,6 +12,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "loop_heap.h"
 #include "metrics.h"
 #include "notify.h"
 #include "pipeline.h"
@@ -215,7 +217,10 @@ static void free_event(struct event *ev)
 static bool daemon_setup(struct daemon *d)
 {
     uint64_t watchdog_usec = notify_watchdog_usec();
+    cJSON_Hooks hooks = {.malloc_fn = loop_heap_malloc, .free_fn = loop_heap_free};
 
+    /* every API answer is parsed with cJSON: its nodes come from the loop heap too */
+    cJSON_InitHooks(&hooks);
     d->base = event_base_new();
     d->metrics = metrics_create();
     if (d->base == NULL || d->metrics == NULL)
@@ -253,6 +258,7 @@ static void daemon_teardown(struct daemon *d)
     if (d->base != NULL)
         event_base_free(d->base);
     config_free(d->cfg);
+    cJSON_InitHooks(NULL);
 }
 
 int daemon_run(struct config *cfg, const char *config_path)
