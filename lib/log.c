@@ -204,37 +204,66 @@ static void emit(enum log_level level, const char *line, size_t n)
         flush_hook(flush_hook_arg);
 }
 
-void log_write(enum log_level level, const char *fmt, ...)
+/* The line's head (journald priority or timestamp, level and ident) at line; its length. */
+static size_t line_head(enum log_level level, char *line)
 {
-    int saved_errno = errno; /* logging must never clobber the caller's errno */
-    char line[LOG_LINE_MAX];
-    char *msg;
-    size_t head, len = 0;
-    va_list ap;
+    if (!to_journal)
+        return plain_head(level, line);
+    line[0] = '<';
+    line[1] = (char)('0' + journal_priority[level]);
+    line[2] = '>';
+    return 3;
+}
 
-    if (!log_enabled(level)) {
-        errno = saved_errno;
-        return;
-    }
-    if (to_journal) {
-        line[0] = '<';
-        line[1] = (char)('0' + journal_priority[level]);
-        line[2] = '>';
-        head = 3;
-    } else {
-        head = plain_head(level, line);
-    }
-    msg = line + head;
-    va_start(ap, fmt);
-    if (vsnprintf(msg, LOG_MSG_MAX, fmt, ap) < 0)
-        msg[0] = '\0';
-    va_end(ap);
-    /* up to the first NUL, as "%s" printed it */
+/* The message after the head, up to its first NUL: newlines folded, '\n' added, written. */
+static void line_finish(enum log_level level, char *line, size_t head)
+{
+    char *msg = line + head;
+    size_t len = 0;
+
     for (; msg[len] != '\0'; len++) {
         if (msg[len] == '\n' || msg[len] == '\r')
             msg[len] = ' ';
     }
     msg[len] = '\n';
     emit(level, line, head + len + 1);
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+    int saved_errno = errno; /* logging must never clobber the caller's errno */
+    char line[LOG_LINE_MAX];
+    size_t head;
+    va_list ap;
+
+    if (!log_enabled(level)) {
+        errno = saved_errno;
+        return;
+    }
+    head = line_head(level, line);
+    va_start(ap, fmt);
+    if (vsnprintf(line + head, LOG_MSG_MAX, fmt, ap) < 0)
+        line[head] = '\0';
+    va_end(ap);
+    line_finish(level, line, head);
+    errno = saved_errno;
+}
+
+void log_text(enum log_level level, const char *text, size_t len)
+{
+    int saved_errno = errno;
+    char line[LOG_LINE_MAX];
+    size_t head;
+
+    if (!log_enabled(level)) {
+        errno = saved_errno;
+        return;
+    }
+    head = line_head(level, line);
+    if (len > LOG_MSG_MAX - 1)
+        len = LOG_MSG_MAX - 1;
+    memcpy(line + head, text, len);
+    line[head + len] = '\0';
+    line_finish(level, line, head);
     errno = saved_errno;
 }

@@ -3,6 +3,7 @@
 #define DATAMART_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "compiler.h"
 
@@ -23,6 +24,9 @@ const char *log_level_name(enum log_level level);
 
 /* Write one line; newlines inside the message are replaced so a line stays one event. */
 void log_write(enum log_level level, const char *fmt, ...) DM_PRINTF(2, 3);
+/* The same line as log_write(level, "%.*s", len, text), without a format to interpret: for a
+ * line written for every job, where vsnprintf costs as much as building it by hand. */
+void log_text(enum log_level level, const char *text, size_t len);
 
 /*
  * Buffered mode (off by default; one thread only): info and debug lines wait in a fixed buffer for

@@ -257,6 +257,48 @@ static void test_journal_prefix(void **state)
     free(out);
 }
 
+/* log_text writes what log_write writes for "%.*s": folded, cut at a NUL, truncated, errno kept */
+static void test_text_lines_match_formatted(void **state)
+{
+    static const char cases[][12] = {"plain", "a\nb\r\nc", "x\0y", "abcdef"};
+    static const size_t lens[] = {5, 7, 3, 3};
+    struct capture c;
+    char *text_out = NULL, *fmt_out = NULL, *big;
+
+    (void)state;
+    big = malloc(5000);
+    assert_non_null(big);
+    memset(big, 'x', 5000);
+    for (int pass = 0; pass < 2; pass++) {
+        capture_start_journal(&c);
+        errno = EDOM;
+        for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+            if (pass == 0)
+                log_text(LOG_LEVEL_INFO, cases[i], lens[i]);
+            else
+                log_write(LOG_LEVEL_INFO, "%.*s", (int)lens[i], cases[i]);
+        }
+        if (pass == 0)
+            log_text(LOG_LEVEL_WARN, big, 5000);
+        else
+            log_write(LOG_LEVEL_WARN, "%.*s", 5000, big);
+        /* below the level: nothing */
+        if (pass == 0)
+            log_text(LOG_LEVEL_DEBUG, "hidden", 6);
+        assert_int_equal(errno, EDOM);
+        if (pass == 0)
+            text_out = capture_read_journal(&c);
+        else
+            fmt_out = capture_read_journal(&c);
+    }
+    assert_string_equal(text_out, fmt_out);
+    assert_non_null(strstr(text_out, "<6>plain\n<6>a b  c\n<6>x\n<6>abc\n<4>xxx"));
+    assert_int_equal(strlen(text_out), strlen("<6>plain\n<6>a b  c\n<6>x\n<6>abc\n<4>") + 2047 + 1);
+    free(text_out);
+    free(fmt_out);
+    free(big);
+}
+
 /* the cached second must move on with the clock */
 static void test_timestamps_follow_the_clock(void **state)
 {
@@ -578,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_newlines_folded_and_errno_kept),
         cmocka_unit_test(test_long_message_truncated),
         cmocka_unit_test(test_journal_prefix),
+        cmocka_unit_test(test_text_lines_match_formatted),
         cmocka_unit_test(test_timestamps_follow_the_clock),
         cmocka_unit_test(test_buffered_lines_wait_for_flush),
         cmocka_unit_test(test_buffered_plain_line_format),
