@@ -220,6 +220,25 @@ static const char *task_who(const struct task *t, char *buf)
     return buf;
 }
 
+/* "<who>: created datamart <id> (HTTP 201, 12 ms)", the line of nearly every job: built by hand,
+ * as vsnprintf cost as much as everything else the line takes */
+static void log_created(const struct task *t, long status, long took_ms)
+{
+    char who[WHO_MAX], num[DECIMAL_MAX];
+    char line[WHO_MAX + API_ID_MAX + 128];
+    char *w;
+
+    if (!log_enabled(LOG_LEVEL_INFO))
+        return;
+    w = append(append(line, task_who(t, who)), ": created datamart ");
+    w = append(w, t->outcome.datamart_id);
+    if (t->outcome.recovered)
+        w = append(w, " (recovered after a lost answer)");
+    w = append(append(w, " (HTTP "), decimal_format(num, status));
+    w = append(append(append(w, ", "), decimal_format(num, took_ms)), " ms)");
+    log_text(LOG_LEVEL_INFO, line, (size_t)(w - line));
+}
+
 /* prefix ":" kind id into dst (KEY_MAX bytes); false when it would not fit */
 static bool build_key(char *dst, const struct pipeline *p, const char *kind, const char *id)
 {
@@ -1099,10 +1118,7 @@ static void task_answered(struct task *t, const struct http_result *res)
                  task_who(t, who), t->outcome.attempts, c.code, t->outcome.error_message,
                  res->status, took_ms, (long long)(t->due_ms - clock_realtime_ms()));
     else if (t->outcome.status == OUTCOME_CREATED)
-        log_info("%s: created datamart %s%s (HTTP %ld, %ld ms)", task_who(t, who),
-                 t->outcome.datamart_id,
-                 t->outcome.recovered ? " (recovered after a lost answer)" : "", res->status,
-                 took_ms);
+        log_created(t, res->status, took_ms);
     else
         log_info("%s: %s %s: %s (HTTP %ld, %ld ms)", task_who(t, who),
                  outcome_status_name(t->outcome.status), t->outcome.error_code,
