@@ -512,7 +512,8 @@ def test_journal_stream_lines_carry_syslog_priorities_and_no_timestamp(stack):
         assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line), line
     assert re.fullmatch(r"<6>datamartd \S+ starting: consumer .*", lines[0]), lines[0]
     assert any(re.fullmatch(r"<3>reload: .*max_inflight.*", line) for line in lines), lines
-    assert any(re.fullmatch(r"<6>job_id=log-1 .*: created datamart log-1 .*", line)
+    assert any(re.fullmatch(r"<6>job_id=log-1 tenant=\S+ entry=\d+-\d+: created datamart log-1 "
+                            r"\(HTTP 20[01], \d+ ms\)", line)
                for line in lines), lines
     assert any(line.startswith("<6>SIGTERM: stopping") for line in lines), lines
     assert lines[-1] == "<6>stopped"
