@@ -1471,14 +1471,11 @@ static void publish_send(struct pipeline *p)
         p->reserved += take;
         if (take > 0)
             p->takes_outstanding++;
-    } else {
-        while (claims-- > 0)
-            permit_refund(p);
-    }
-    if (sent) {
         for (t = batch.head; t != NULL; t = t->queue_next[LINK_PUBLISH])
             t->state = TASK_PUBLISHING;
     } else {
+        while (claims-- > 0)
+            permit_refund(p);
         while ((t = queue_pop(&batch)) != NULL)
             task_hold_outcome(t);
     }
