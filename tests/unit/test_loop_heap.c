@@ -64,9 +64,11 @@ static void test_other_thread(void **state)
     assert_non_null(o.grown);
     assert_string_equal(o.grown, "abc");
     assert_int_equal(o.grown[2999], 'x');
-    /* the owner takes blocks from the other thread into its pool */
-    loop_heap_free(o.mine);
+    /* blocks of another thread's malloc are taken into the owner's pool like its own */
     loop_heap_free(o.grown);
+    assert_ptr_equal(loop_heap_malloc(3000), o.grown);
+    loop_heap_free(o.grown);
+    loop_heap_free(o.mine);
     loop_heap_cleanup();
 }
 
@@ -81,9 +83,12 @@ static void test_counted_and_outliving(void **state)
     assert_true(loop_heap_init());
     s = loop_heap_strdup("kept");
     loop_heap_cleanup();
-    /* still one user: the pool still serves */
-    z = loop_heap_calloc(10, 30);
+    /* still one user: the pool still serves, and calloc zeroes a reused block */
+    z = loop_heap_malloc(300);
     assert_non_null(z);
+    memset(z, 0xff, 300);
+    loop_heap_free(z);
+    assert_ptr_equal(loop_heap_calloc(10, 30), z);
     for (size_t i = 0; i < 300; i++)
         assert_int_equal(z[i], 0);
     z = loop_heap_realloc(z, 5000);
