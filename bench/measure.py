@@ -13,6 +13,23 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def cpu_wait_seconds(pid):
+    """Time pid's threads spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def idle_seconds():
+    """CPU time the whole machine spent idle since boot, summed over its CPUs (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / CLK_TCK  # idle + iowait
+
+
 def status_kib(pid, field):
     """A kB field of /proc/PID/status (VmRSS, VmHWM, RssAnon, ...)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import harness  # noqa: E402  (the integration tests' process helpers)
 import daemon_harness  # noqa: E402
-from measure import cpu_seconds, machine, rss_kib, status_kib  # noqa: E402  (bench/)
+from measure import cpu_seconds, cpu_wait_seconds, idle_seconds, machine, rss_kib, status_kib  # noqa: E402  (bench/)
 
 TOKEN = "bench-token-0c7d9e"
 PREFIX = "bench"
@@ -248,6 +248,9 @@ def throughput_one(args, latency_ms, inflight):
         stats_before = commandstats(rig.raw)
         cpu_before = [cpu_seconds(p) for p in (pid, redis_pid, mock_pid)]
         ids = rig.enqueue(bodies, atomic=True)
+        # from here on only the run itself: the enqueue kept Redis busy and the daemon idle
+        wait_before = [cpu_wait_seconds(p) for p in (pid, redis_pid, mock_pid)]
+        idle_before, started = idle_seconds(), time.monotonic()
         deadline = time.monotonic() + args.timeout
         while rig.xlen("results") < args.jobs:
             rig.check_daemon()
@@ -256,6 +259,8 @@ def throughput_one(args, latency_ms, inflight):
                                    f"{args.timeout} s; see {rig.dir}")
             time.sleep(0.01)
         cpu_after = [cpu_seconds(p) for p in (pid, redis_pid, mock_pid)]
+        wait_after = [cpu_wait_seconds(p) for p in (pid, redis_pid, mock_pid)]
+        idle_share = (idle_seconds() - idle_before) / ((time.monotonic() - started) * os.cpu_count())
         stats_after = commandstats(rig.raw)
         sent = rig.commands_sent() - sent_before
         peak_rss = status_kib(pid, "VmHWM")
@@ -280,6 +285,7 @@ def throughput_one(args, latency_ms, inflight):
     rate = args.jobs / window_s
     bound = inflight * 1000 / latency_ms if latency_ms else None
     cpu = [a - b for a, b in zip(cpu_after, cpu_before)]
+    wait = [a - b for a, b in zip(wait_after, wait_before)]
     return {
         "latency_ms": latency_ms,
         "jitter_ms": args.jitter_ms,
@@ -294,6 +300,11 @@ def throughput_one(args, latency_ms, inflight):
         "daemon_cpu_share": round(cpu[0] / window_s, 2),
         "redis_cpu_us_per_job": round(cpu[1] * 1e6 / args.jobs, 1),
         "mock_cpu_us_per_job": round(cpu[2] * 1e6 / args.jobs, 1),
+        # runnable but waiting for a CPU: the machine, not the process, held the job up
+        "daemon_cpu_wait_us_per_job": round(wait[0] * 1e6 / args.jobs, 1),
+        "redis_cpu_wait_us_per_job": round(wait[1] * 1e6 / args.jobs, 1),
+        "mock_cpu_wait_us_per_job": round(wait[2] * 1e6 / args.jobs, 1),
+        "machine_idle_share": round(max(idle_share, 0.0), 3),
         "daemon_idle_rss_mib": round(idle_rss / 1024, 1),
         "daemon_peak_rss_mib": round(peak_rss / 1024, 1),
         "daemon_anon_rss_end_mib": round(anon_rss / 1024, 1),
@@ -340,10 +351,12 @@ def throughput(args):
           f"{args.repeat} run(s)")
     print(f"{'L ms':>4} {'C':>4} {'jobs/s':>8} {'C/L':>7} {'ratio':>6} {'us/job':>7} "
           f"{'redis':>6} {'mock':>5} {'RSS MiB':>7} {'anon':>5} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'svc p50':>7} {'svc p99':>7} {'cmd/job':>7} {'+lua':>5}  statuses")
+          f"{'svc p50':>7} {'svc p99':>7} {'cmd/job':>7} {'+lua':>5} {'wait d/r/m':>14} {'idle':>5}  "
+          f"statuses")
     for scenario in scenarios:
         r = scenario["median"]
         rc = r["redis_commands"]
+        wait = "/".join(f"{r[k + '_cpu_wait_us_per_job']:.0f}" for k in ("daemon", "redis", "mock"))
         print(f"{r['latency_ms']:>4} {r['max_inflight']:>4} {r['jobs_per_s']:>8,.0f} "
               f"{dash_or(r['bound_jobs_per_s'], ',.0f'):>7} {dash_or(r['ratio'], '.1%'):>6} "
               f"{r['daemon_cpu_us_per_job']:>7.1f} {r['redis_cpu_us_per_job']:>6.1f} "
@@ -351,13 +364,15 @@ def throughput(args):
               f"{r['daemon_anon_rss_end_mib']:>5.1f} "
               f"{r['enqueue_to_outcome_p50_ms']:>7} {r['enqueue_to_outcome_p99_ms']:>7} "
               f"{r['arrival_to_outcome_p50_ms']:>7} {r['arrival_to_outcome_p99_ms']:>7} "
-              f"{rc['top_level_per_job']:>7.2f} {rc['incl_script_internals_per_job']:>5.1f}  "
-              f"{r['statuses']}")
+              f"{rc['top_level_per_job']:>7.2f} {rc['incl_script_internals_per_job']:>5.1f} "
+              f"{wait:>14} {r['machine_idle_share']:>5.0%}  {r['statuses']}")
     print("us/job: CPU (user+sys) per job of datamartd, redis-server and the mock; p50/p99: "
           "enqueue (entry id) to finished_ms; svc: mock arrival to finished_ms; cmd/job: Redis "
           "commands datamartd sent (its datamartd_redis_commands_total), +lua: all Redis ran "
           "(INFO commandstats), its scripts' calls included; RSS: peak (VmHWM), "
-          "anon: anonymous (private) RSS at the end, the rest being shared library pages")
+          "anon: anonymous (private) RSS at the end, the rest being shared library pages; "
+          "wait d/r/m: us per job datamartd, redis-server and the mock were ready to run but "
+          "waited for a CPU (schedstat); idle: the machine's idle CPU share during the run")
     return {"scenarios": scenarios}
 
 

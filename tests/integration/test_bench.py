@@ -27,6 +27,8 @@ def test_throughput_runs_every_scenario_to_the_end(tmp_path):
         assert r["statuses"] == {"created": 1000}, r
         assert r["daemon_cpu_us_per_job"] > 0 and r["daemon_peak_rss_mib"] > 0, r
         assert r["redis_commands"]["top_level_per_job"] <= 3, r
+        assert all(r[f"{p}_cpu_wait_us_per_job"] >= 0 for p in ("daemon", "redis", "mock")), r
+        assert 0 <= r["machine_idle_share"] <= 1, r
     assert runs[0]["ratio"] is None
     assert 0 < runs[1]["ratio"] <= 1.02, runs[1]
 
