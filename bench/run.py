@@ -304,7 +304,8 @@ def throughput_one(args, latency_ms, inflight):
         "daemon_cpu_wait_us_per_job": round(wait[0] * 1e6 / args.jobs, 1),
         "redis_cpu_wait_us_per_job": round(wait[1] * 1e6 / args.jobs, 1),
         "mock_cpu_wait_us_per_job": round(wait[2] * 1e6 / args.jobs, 1),
-        "machine_idle_share": round(max(idle_share, 0.0), 3),
+        # /proc/stat counts in 10 ms ticks: a run of a few ticks can land just outside 0..1
+        "machine_idle_share": round(min(max(idle_share, 0.0), 1.0), 3),
         "daemon_idle_rss_mib": round(idle_rss / 1024, 1),
         "daemon_peak_rss_mib": round(peak_rss / 1024, 1),
         "daemon_anon_rss_end_mib": round(anon_rss / 1024, 1),
