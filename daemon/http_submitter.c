@@ -15,6 +15,7 @@
 /* struct event is embedded in pooled objects to avoid an allocation per socket */
 #include <event2/event_struct.h>
 
+#include "compiler.h"
 #include "log.h"
 #include "loop_heap.h"
 #include "version.h"
@@ -420,7 +421,7 @@ static bool proxy_env_is_set(void)
     static const char *const names[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
                                         "ALL_PROXY"};
 
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    for (size_t i = 0; i < DM_ARRAY_LEN(names); i++)
         if (getenv(names[i]) != NULL)
             return true;
     return false;
