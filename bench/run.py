@@ -3,15 +3,18 @@
 
 Subcommands, each printing a table and writing <build>/bench/<name>.json:
   throughput  N jobs queued at once; databrain-mock at latency L (+- J) pinned to one CPU;
-              max_inflight C; jobs/s against the C/L bound, datamartd's CPU per job and peak RSS,
-              enqueue-to-outcome latency, Redis commands per job
+              max_inflight C; jobs/s against the C/L bound, CPU per job of datamartd, redis-server
+              and the mock and their waits for a CPU, datamartd's peak RSS, enqueue-to-outcome
+              latency, Redis commands per job
   rate        rate 50/s, burst 10, for 20 s: the mean and the busiest 1-s window at the mock
   enqueue     `datamartctl enqueue` of 100,000 jobs (JSON Lines): jobs/s
   soak        1,000,000 jobs at L = 0 through one daemon: its RSS every second
   publish     the publish script alone in a private redis-server, settling B outcomes per call
               (B in 1, 4, 16, 64): Redis CPU and calls per job, to choose the daemon's batch cap
 Every process is real: a private redis-server and the mock on loopback ports, datamartd from the
-build. Only datamartd's own process is measured for CPU and memory (from /proc/PID).
+build. Memory is datamartd's own; CPU and the time spent waiting for one are read per process
+(datamartd, redis-server, the mock) from /proc/PID, so the machine's share is never counted as
+the daemon's.
 """
 import argparse
 import json
