@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import harness  # noqa: E402  (the integration tests' process helpers)
 import daemon_harness  # noqa: E402
-from measure import cpu_seconds, cpu_wait_seconds, idle_seconds, machine, rss_kib, status_kib  # noqa: E402  (bench/)
+from measure import (cpu_seconds, cpu_wait_seconds, idle_seconds, machine,  # noqa: E402  (bench/)
+                     rss_kib, status_kib)
 
 TOKEN = "bench-token-0c7d9e"
 PREFIX = "bench"
@@ -240,7 +241,9 @@ def throughput_one(args, latency_ms, inflight):
         mock_args += ["--latency-ms", f"{latency_ms}:{args.jitter_ms}"]
     with Rig(args, tag, mock_args) as rig:
         rig.start_daemon(rig.config(inflight))
-        pid, redis_pid, mock_pid = rig.daemon.pid, rig.redis.program.pid, rig.mock_program.pid
+        pid = rig.daemon.pid
+        # datamartd, redis-server, the mock: the order of every per-process figure below
+        procs = (pid, rig.redis.program.pid, rig.mock_program.pid)
         bodies = [body(tag, i) for i in range(args.jobs)]
         if args.attach:
             attached = subprocess.Popen(shlex.split(args.attach.replace("{pid}", str(pid))),
@@ -249,10 +252,10 @@ def throughput_one(args, latency_ms, inflight):
         idle_rss = status_kib(pid, "VmRSS")
         sent_before = rig.commands_sent()
         stats_before = commandstats(rig.raw)
-        cpu_before = [cpu_seconds(p) for p in (pid, redis_pid, mock_pid)]
+        cpu_before = [cpu_seconds(p) for p in procs]
         ids = rig.enqueue(bodies, atomic=True)
         # from here on only the run itself: the enqueue kept Redis busy and the daemon idle
-        wait_before = [cpu_wait_seconds(p) for p in (pid, redis_pid, mock_pid)]
+        wait_before = [cpu_wait_seconds(p) for p in procs]
         idle_before, started = idle_seconds(), time.monotonic()
         deadline = time.monotonic() + args.timeout
         while rig.xlen("results") < args.jobs:
@@ -261,8 +264,8 @@ def throughput_one(args, latency_ms, inflight):
                 raise RuntimeError(f"{rig.xlen('results')}/{args.jobs} outcomes after "
                                    f"{args.timeout} s; see {rig.dir}")
             time.sleep(0.01)
-        cpu_after = [cpu_seconds(p) for p in (pid, redis_pid, mock_pid)]
-        wait_after = [cpu_wait_seconds(p) for p in (pid, redis_pid, mock_pid)]
+        cpu_after = [cpu_seconds(p) for p in procs]
+        wait_after = [cpu_wait_seconds(p) for p in procs]
         idle_share = (idle_seconds() - idle_before) / ((time.monotonic() - started) * os.cpu_count())
         stats_after = commandstats(rig.raw)
         sent = rig.commands_sent() - sent_before
